@@ -1,0 +1,58 @@
+"""seqframe: a plugin-based framework for recurrent sequence models.
+
+Public API: :class:`Cell` (the contract a cell implements), :data:`hookimpl`
+(to register cells from a plugin), :func:`list_cells`, :func:`get_cell`,
+:func:`create_cell` (the registry), and :class:`Recurrent` (runs any cell
+over batches of sequences).
+
+Importing this package is cheap: torch, the registry and the plugins are
+loaded on first use of the names that need them, never Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from seqframe.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Cell": "seqframe.cells.base",
+    "State": "seqframe.cells.base",
+    "Recurrent": "seqframe.layers",
+    "list_cells": "seqframe.plugins",
+    "get_cell": "seqframe.plugins",
+    "create_cell": "seqframe.plugins",
+    "broken_plugins": "seqframe.plugins",
+    "CellInfo": "seqframe.plugins",
+    "SeqframeError": "seqframe.errors",
+    "UnknownCellError": "seqframe.errors",
+    "CellNameConflictError": "seqframe.errors",
+    "CellOptionError": "seqframe.errors",
+    "PluginWarning": "seqframe.errors",
+}
+
+__all__ = ["hookimpl", "__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from seqframe.cells.base import Cell, State
+    from seqframe.errors import (
+        CellNameConflictError,
+        CellOptionError,
+        PluginWarning,
+        SeqframeError,
+        UnknownCellError,
+    )
+    from seqframe.layers import Recurrent
+    from seqframe.plugins import CellInfo, broken_plugins, create_cell, get_cell, list_cells
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'seqframe' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,99 @@
+"""The ``seqframe`` command: sub-commands that inspect and manage cells.
+
+It must stay light: nothing here imports Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from typing import Callable, Dict, Optional, Sequence
+
+REFERENCE_SIZE = (8, 16)  # the spec's Keras example: 8 features, 16 units
+
+
+def describe_cell(info) -> Dict[str, object]:
+    """One row of ``seqframe cells``: provenance, size and fast path of a cell at the reference size."""
+    from torch import Tensor
+
+    row: Dict[str, object] = {
+        "name": info.name,
+        "plugin": info.entry_point,
+        "distribution": info.distribution,
+        "version": info.version,
+        "gates": info.cls.gates,
+        "cell_state": "yes" if info.cls.has_cell_state else "no",
+    }
+    try:
+        cell = info.cls(*REFERENCE_SIZE)
+        state = cell.initial_state(1)
+        parts = [state] if isinstance(state, Tensor) else list(state)
+        shapes = {tuple(t.shape[1:]) for t in parts}
+        shape = "[B, " + ", ".join(map(str, shapes.pop())) + "]" if len(shapes) == 1 else "mixed"
+        row["params"] = sum(p.numel() for p in cell.parameters())
+        row["state"] = f"{len(parts)} x {shape}" if len(parts) > 1 else shape
+        row["path"] = ("fused" if cell.fused_projection else "scan") if cell.has_scan() else "loop"
+    except Exception as exc:  # a plugin's constructor: report, don't crash the listing
+        row.update(params="?", state="?", path=f"error: {type(exc).__name__}: {exc}")
+    return row
+
+
+CELL_COLUMNS = ("name", "plugin", "distribution", "version", "params", "state", "gates", "cell_state", "path")
+
+
+def cmd_cells(args: argparse.Namespace) -> int:
+    from seqframe.plugins import broken_plugins, list_cells, registry
+    from seqframe.tables import format_table
+
+    rows = [describe_cell(info) for info in list_cells() if fnmatch.fnmatch(info.name, args.pattern)]
+    problems = [
+        {"plugin": b.source.entry_point, "distribution": b.source.distribution, "error": b.error}
+        for b in broken_plugins()
+    ]
+    problems += [
+        {"plugin": c.entry_point, "distribution": c.distribution, "error": f"cell name {name!r} is claimed twice"}
+        for name, claims in registry().conflicts.items()
+        for c in claims
+    ]
+    if args.json:
+        print(json.dumps({"cells": rows, "broken": problems}, indent=2))
+        return 0
+    i, h = REFERENCE_SIZE
+    headers = [c if c != "params" else f"params@{i}x{h}" for c in CELL_COLUMNS]
+    print(format_table(headers, [[row[c] for c in CELL_COLUMNS] for row in rows]))
+    if problems:
+        print("\nBroken plugins (their cells are unavailable; the others work):")
+        print(format_table(["plugin", "distribution", "error"], [list(p.values()) for p in problems]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cells = commands.add_parser("cells", help="list the installed cells and broken plugins")
+    cells.add_argument("pattern", nargs="?", default="*", help="only cells whose name matches (glob, e.g. 'gru*')")
+    cells.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cells.set_defaults(handler=cmd_cells)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    from seqframe.errors import SeqframeError
+
+    try:
+        return handler(args)
+    except SeqframeError as exc:
+        print(f"seqframe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
