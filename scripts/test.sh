@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test suite: sets up .venv on first use, checks style, runs pytest.
+# Extra arguments go to pytest, e.g.: bash scripts/test.sh -k plugins -x
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/scripts/setup.sh"
+venv="${SEQFRAME_VENV:-$root/.venv}"
+cd "$root"
+"$venv/bin/ruff" check .
+exec "$venv/bin/python" -m pytest "$@"

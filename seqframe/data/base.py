@@ -1,0 +1,106 @@
+"""What every seqframe data module states about its task, and the shared loaders.
+
+The model wires its input encoder, head, loss and metrics from
+:class:`TaskSpec` alone, so a new data module only has to build its splits
+and describe them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+TASKS = ("classify", "regress", "per_step")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The contract between a data module and the model.
+
+    * ``task``: ``classify`` (one label per sequence), ``regress`` (one
+      vector per sequence) or ``per_step`` (a label at every step).
+    * ``input_size``: features per step for real-valued inputs ``[B, T, F]``;
+      ``vocab_size``: for token inputs ``[B, T]`` (int64). Exactly one is set.
+    * ``num_outputs``: classes (2 means binary, one logit) or regression size.
+    * ``baseline``: metric name -> value of a predictor that ignores the
+      input's structure (chance level); reports compare against it.
+    * ``monitor`` / ``mode``: the validation metric that picks the best
+      checkpoint; ``target``: the metric value that counts as "solved".
+    """
+
+    task: str
+    num_outputs: int
+    monitor: str
+    mode: str
+    input_size: Optional[int] = None
+    vocab_size: Optional[int] = None
+    baseline: Dict[str, float] = field(default_factory=dict)
+    target: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        if (self.input_size is None) == (self.vocab_size is None):
+            raise ValueError("a TaskSpec sets exactly one of input_size (features) and vocab_size (tokens)")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """A data module whose splits are built in memory, seeded, and described by ``spec``.
+
+    Subclasses implement :meth:`build` (one split -> a Dataset of ``(x, y)``
+    or ``(x, y, lengths)``) and :attr:`spec`.
+    """
+
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self.splits: Dict[str, Dataset] = {}
+
+    @property
+    def spec(self) -> TaskSpec:
+        raise NotImplementedError
+
+    def build(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def split_seed(self, split: str) -> int:
+        """A distinct, reproducible seed per split."""
+        return self.seed * 1000 + SPLITS.index(split)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        for split in SPLITS:
+            if split not in self.splits:
+                self.splits[split] = self.build(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,166 @@
+"""``SequenceModel``: encoder -> Recurrent -> head, wired from the data's TaskSpec.
+
+Everything the model needs arrives as plain values (numbers, strings,
+dicts), so its hyper-parameters are saved in checkpoints without pickled
+objects and a checkpoint rebuilds the model on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+from seqframe.data.base import TaskSpec
+from seqframe.layers import Recurrent
+
+IGNORE_INDEX = -100  # per-step targets at padded steps
+ENCODERS = ("auto", "none", "linear", "embedding")
+RUNNER_KEYS = ("name", "backend")  # keys of the cell config that are not cell options
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 3e-3}
+
+
+def split_cell_config(cell: Dict[str, Any]) -> tuple[str, str, Dict[str, Any]]:
+    """``{name, backend, **options}`` -> ``(name, backend, options)``."""
+    options = {k: v for k, v in cell.items() if k not in RUNNER_KEYS}
+    return cell["name"], cell.get("backend", "auto"), options
+
+
+class SequenceModel(pl.LightningModule):
+    """A recurrent model for one task.
+
+    Args:
+        task: a :class:`TaskSpec` as a dict (the data module's ``spec``).
+        cell: ``{"name": ..., "backend": ..., **cell options}``.
+        hidden_size, num_layers, bidirectional, dropout: the Recurrent stack.
+        encoder: ``auto`` (an embedding for token inputs, nothing for real
+            features, as in the spec's Keras model), ``linear`` or ``none``.
+        embed_dim: size of the embedding / linear encoder.
+        optimizer: ``{"_target_": "torch.optim.Adam", "lr": ...}`` (any optimizer class).
+        scheduler: ``None`` or ``{"_target_": ..., **kwargs}``, plus optional
+            ``interval`` (``epoch``/``step``) and ``monitor`` (for ReduceLROnPlateau).
+    """
+
+    def __init__(
+        self,
+        task: Dict[str, Any],
+        cell: Dict[str, Any],
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        encoder: str = "auto",
+        embed_dim: int = 32,
+        optimizer: Optional[Dict[str, Any]] = None,
+        scheduler: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.spec = TaskSpec(**task)
+        if encoder not in ENCODERS:
+            raise ValueError(f"model.encoder={encoder!r} is not valid; choose one of {', '.join(ENCODERS)}")
+        self.encoder, rnn_input = self._build_encoder(encoder, int(embed_dim))
+        name, backend, options = split_cell_config(dict(cell))
+        self.rnn = Recurrent(name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options)
+        self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
+        self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
+        metrics = self._build_metrics()
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
+        spec = self.spec
+        if spec.vocab_size is not None:
+            if encoder in ("none", "linear"):
+                raise ValueError(f"model.encoder={encoder} cannot read token inputs; use auto or embedding")
+            return nn.Embedding(spec.vocab_size, embed_dim), embed_dim
+        if encoder == "embedding":
+            raise ValueError("model.encoder=embedding needs token inputs; this task has real-valued features")
+        if encoder == "linear":
+            return nn.Linear(spec.input_size, embed_dim), embed_dim
+        return nn.Identity(), spec.input_size
+
+    def _build_metrics(self) -> MetricCollection:
+        spec = self.spec
+        if spec.task == "regress":
+            return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
+        if self.binary:
+            return MetricCollection({"acc": BinaryAccuracy()})
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(spec.num_outputs, average="micro", ignore_index=IGNORE_INDEX)}
+        )
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
+        out, _ = self.rnn(self.encoder(x), lengths=lengths)
+        if self.spec.task == "per_step":
+            return self.head(out)
+        return self.head(self._summarise(out, lengths))
+
+    def _summarise(self, out: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        """One vector per sequence: the forward direction at its last valid step,
+        the reverse direction at step 0 (where it has read the whole sequence)."""
+        h = self.rnn.hidden_size
+        if lengths is None:
+            last = out[:, -1, :h]
+        else:
+            last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1, :h]
+        return last if self.rnn.num_directions == 1 else torch.cat([last, out[:, 0, h:]], dim=1)
+
+    def _loss(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, predictions, targets)`` in the shapes the metrics take."""
+        if self.spec.task == "regress":
+            y = y.view_as(output).to(output.dtype)
+            return F.mse_loss(output, y), output, y
+        if self.binary:
+            logits = output.squeeze(-1)
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype)), logits, y.long()
+        logits = output.reshape(-1, output.shape[-1])
+        targets = y.reshape(-1).long()
+        return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
+
+    def _shared_step(self, batch, stage: str) -> Tensor:
+        x, y, *rest = batch
+        lengths = rest[0] if rest else None
+        if lengths is not None and self.spec.task == "per_step":
+            y = y.masked_fill(torch.arange(y.shape[1], device=y.device) >= lengths.to(y.device)[:, None], IGNORE_INDEX)
+        loss, predictions, targets = self._loss(self(x, lengths), y)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(predictions.detach(), targets)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x))
+        if self.spec.task == "per_step":
+            self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=len(x))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> Tensor:
+        x, *rest = batch if isinstance(batch, (list, tuple)) else (batch,)
+        return self(x, rest[1] if len(rest) > 1 else None)
+
+    def configure_optimizers(self):
+        from hydra.utils import instantiate
+
+        optimizer = instantiate(dict(self.hparams.optimizer or DEFAULT_OPTIMIZER), params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler_cfg = dict(self.hparams.scheduler)
+        extra = {k: scheduler_cfg.pop(k) for k in ("interval", "monitor") if k in scheduler_cfg}
+        scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **extra}}

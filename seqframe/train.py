@@ -1,0 +1,225 @@
+"""``seqframe-train``: a thin Hydra app around :func:`train`.
+
+:func:`train` takes a composed config and does the whole run: seed, build
+data, model, callbacks, loggers and Trainer from the config, fit, test, and
+write ``summary.json`` into the run dir. It can be called without Hydra's
+command line (tests, notebooks) as long as ``paths.output_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+SUMMARY_FILE = "summary.json"
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: inside the installed package (wheel) or the checkout's ``conf/``."""
+    import seqframe
+    from seqframe.errors import SeqframeError
+
+    package = Path(seqframe.__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise SeqframeError(f"seqframe's config tree was not found next to {package}; reinstall seqframe")
+
+
+class EpochTimer:
+    """Wall time of each training epoch (a Lightning callback, built lazily)."""
+
+    @staticmethod
+    def create():
+        import pytorch_lightning as pl
+
+        class _EpochTimer(pl.Callback):
+            def __init__(self) -> None:
+                self.durations: List[float] = []
+                self._start = 0.0
+
+            def on_train_epoch_start(self, trainer, pl_module) -> None:
+                self._start = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                self.durations.append(time.perf_counter() - self._start)
+
+        return _EpochTimer()
+
+
+def _number(value: Any) -> Optional[float]:
+    """A metric as a plain float (NaN and inf are kept: they are findings)."""
+    return None if value is None else float(value)
+
+
+def _resolve_monitor(cfg: DictConfig, spec) -> None:
+    if cfg.get("monitor", "auto") == "auto":
+        cfg.monitor = spec.monitor
+    if cfg.get("monitor_mode", "auto") == "auto":
+        cfg.monitor_mode = spec.mode
+
+
+def _instantiate_all(group: Optional[DictConfig]) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(item) for item in (group or {}).values() if item is not None]
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    """The configured callbacks, without progress bars when the trainer disables them."""
+    from pytorch_lightning.callbacks import ProgressBar
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks
+
+
+def _choice(group: str, default: str) -> str:
+    """Which file of a config group Hydra composed (``data=adding`` -> ``adding``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group) or default)
+    return default
+
+
+def write_summary(output_dir: Path, summary: Dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def train(cfg: DictConfig) -> Dict[str, Any]:
+    """Run one training job described by ``cfg``; returns the summary it writes."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from seqframe.model import SequenceModel
+
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
+    output_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    summary: Dict[str, Any] = {
+        "status": "running",
+        "cell": cfg.cell.name,
+        "cell_options": OmegaConf.to_container(cfg.cell, resolve=True),
+        "data": _choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
+        "hardware": _choice("hardware", "custom"),
+        "seed": cfg.seed,
+        "output_dir": str(output_dir),
+    }
+    trainer = None
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = instantiate(cfg.data)
+        spec = datamodule.spec
+        _resolve_monitor(cfg, spec)
+        model = SequenceModel(
+            task=spec.as_dict(),
+            cell=OmegaConf.to_container(cfg.cell, resolve=True),
+            **OmegaConf.to_container(cfg.model, resolve=True),
+        )
+        timer = EpochTimer.create()
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=[*_callbacks(cfg), timer],
+            logger=_instantiate_all(cfg.get("logger")) or False,
+            default_root_dir=str(output_dir),
+        )
+        summary.update(
+            task=spec.task,
+            baseline=spec.baseline,
+            target=spec.target,
+            monitor=cfg.monitor,
+            parameters=sum(p.numel() for p in model.parameters()),
+            paths=model.rnn.paths(),
+            gates=model.rnn.cells[0].gates,
+            has_cell_state=model.rnn.cells[0].has_cell_state,
+        )
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        checkpoint = trainer.checkpoint_callback
+        best_path = getattr(checkpoint, "best_model_path", "") or None
+        summary.update(
+            best_val=_number(getattr(checkpoint, "best_model_score", None)),
+            final_val=_number(trainer.callback_metrics.get(cfg.monitor)),
+            epochs=trainer.current_epoch,
+            world_size=trainer.world_size,
+            steps=trainer.global_step,
+            time_per_epoch=sum(timer.durations) / len(timer.durations) if timer.durations else None,
+            best_checkpoint=best_path,
+        )
+        if cfg.get("test", True):
+            results = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best_path else None)
+            summary["test"] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
+        summary["status"] = "finished"
+    except BaseException as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        raise
+    finally:
+        summary["wall_time"] = time.perf_counter() - started
+        if trainer is None or trainer.is_global_zero:
+            write_summary(output_dir, summary)
+    return summary
+
+
+def _report(summary: Dict[str, Any]) -> None:
+    test = summary.get("test") or {}
+    baseline = summary.get("baseline") or {}
+    shown = [
+        f"{k.split('/', 1)[-1]} {v:.4g} (baseline {baseline[k.split('/', 1)[-1]]:.4g})"
+        for k, v in test.items()
+        if k.split("/", 1)[-1] in baseline and v is not None
+    ]
+    print(f"\nseqframe: {summary['cell']} on {summary['data']}: test " + (", ".join(shown) or str(test)))
+    print(f"seqframe: outputs in {summary['output_dir']} (summary.json, metrics.csv, checkpoints/)")
+
+
+USER_ERRORS = (ValueError, TypeError, LookupError, FileNotFoundError)
+
+
+def _user_error(exc: BaseException) -> Optional[BaseException]:
+    """The user-facing cause of a failure (unwrapping Hydra's instantiate errors), or None."""
+    from hydra.errors import InstantiationException
+
+    from seqframe.errors import SeqframeError
+
+    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc if isinstance(exc, (SeqframeError, *USER_ERRORS)) else None
+
+
+def _hydra_task(cfg: DictConfig) -> Optional[float]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    print(OmegaConf.to_yaml(cfg))
+    try:
+        summary = train(cfg)
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is None or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
+        print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
+        sys.exit(2)
+    if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+        _report(summary)
+    return summary.get("best_val")
+
+
+def main() -> None:
+    """Console script ``seqframe-train``: Hydra composes the config from ``conf/`` and the command line."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_hydra_task)()
+
+
+if __name__ == "__main__":
+    main()
