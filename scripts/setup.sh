@@ -21,14 +21,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 stamp="$venv/.seqframe-installed"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find "$root/pyproject.toml" "$root"/plugins/*/pyproject.toml -newer "$stamp")" ]; then
   pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
   if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
     echo "seqframe setup: installing ${SEQFRAME_TORCH:-torch==2.13.0}" >&2
     # shellcheck disable=SC2086  # SEQFRAME_TORCH may carry pip options
     "${pip[@]}" ${SEQFRAME_TORCH:-torch==2.13.0} 2> >(grep -v "is ignored" >&2)
   fi
-  echo "seqframe setup: installing seqframe and its dependencies" >&2
-  "${pip[@]}" -e "$root[dev]" 2> >(grep -v "is ignored" >&2)
+  echo "seqframe setup: installing seqframe, its dependencies and the cells in plugins/" >&2
+  plugins=()
+  for plugin in "$root"/plugins/*/pyproject.toml; do plugins+=(-e "$(dirname "$plugin")"); done
+  "${pip[@]}" -e "$root[dev]" "${plugins[@]}" 2> >(grep -v "is ignored" >&2)
   touch "$stamp"
 fi

@@ -9,6 +9,7 @@ import argparse
 import fnmatch
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 REFERENCE_SIZE = (8, 16)  # the spec's Keras example: 8 features, 16 units
@@ -69,6 +70,15 @@ def cmd_cells(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_cell(args: argparse.Namespace) -> int:
+    from seqframe.scaffold import names_for, new_cell
+
+    target = new_cell(args.name, Path(args.dir))
+    print(f"wrote {target}: the {args.name!r} cell in {target / names_for(args.name)['module']}/__init__.py")
+    print(f"next: pip install -e {target} && seqframe cells {args.name} && pytest {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -76,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     cells.add_argument("pattern", nargs="?", default="*", help="only cells whose name matches (glob, e.g. 'gru*')")
     cells.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cells.set_defaults(handler=cmd_cells)
+    scaffold = commands.add_parser("new-cell", help="write an installable plugin package with a working cell")
+    scaffold.add_argument("name", help="the cell's name, as users will type it: cell=NAME")
+    scaffold.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
+    scaffold.set_defaults(handler=cmd_new_cell)
     return parser
 
 

@@ -27,7 +27,8 @@ import pluggy
 
 from seqframe import hookspecs
 from seqframe.cells.base import Cell
-from seqframe.errors import CellNameConflictError, CellOptionError, PluginWarning, UnknownCellError
+from seqframe.errors import CellNameConflictError, PluginWarning, UnknownCellError
+from seqframe.options import check_options
 
 CORE_DISTRIBUTION = "seqframe"
 DISABLE_ENV = "SEQFRAME_DISABLE_PLUGINS"
@@ -265,21 +266,8 @@ def get_cell(name: str) -> Type[Cell]:
     return registry().get(name).cls
 
 
-def cell_options(cls: Type[Cell]) -> Dict[str, inspect.Parameter]:
-    """The keyword options of a cell's constructor (everything after the sizes)."""
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[3:]
-    return {p.name: p for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-
 def create_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
-    """Build the cell called ``name``; unknown options are refused with the valid ones listed."""
+    """Build the cell called ``name``; unknown options and wrong types are refused with a clear message."""
     cls = get_cell(name)
-    valid = cell_options(cls)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
-    unknown = sorted(set(options) - set(valid))
-    if unknown and not takes_any:
-        choices = ", ".join(f"{k}={p.default!r}" for k, p in valid.items()) or "(none)"
-        raise CellOptionError(
-            f"cell {name!r} has no option {', '.join(map(repr, unknown))}; its options are: {choices}"
-        )
+    check_options(cls, options)
     return cls(input_size, hidden_size, **options)

@@ -215,10 +215,24 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
 
 
 def main() -> None:
-    """Console script ``seqframe-train``: Hydra composes the config from ``conf/`` and the command line."""
+    """Console script ``seqframe-train``: Hydra composes the config from ``conf/`` and the command line.
+
+    Before Hydra runs, every installed cell is registered as a ``cell=`` choice
+    and ``cell.<option>=`` overrides are checked against the chosen cell.
+    """
     import hydra
 
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_hydra_task)()
+    from seqframe.cell_config import check_cell_overrides, register_cell_configs
+    from seqframe.errors import SeqframeError
+
+    conf = config_dir()
+    try:
+        register_cell_configs(conf)
+        check_cell_overrides(sys.argv[1:], conf)
+    except SeqframeError as exc:
+        print(f"seqframe-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(version_base="1.3", config_path=str(conf), config_name="config")(_hydra_task)()
 
 
 if __name__ == "__main__":

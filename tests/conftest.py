@@ -18,3 +18,6 @@ def fresh_registry(monkeypatch):
     plugins.reset()
     yield plugins
     plugins.reset()
+
+
+pytest_plugins = ["pytester"]

@@ -137,3 +137,35 @@ def test_user_errors_are_clear(kwargs, call, match):
 def test_bad_layer_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Recurrent("lstm", 8, 16, **kwargs)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 64, 1000])
+def test_linear_recurrence_matches_the_sequential_loop(steps):
+    from seqframe.scans import linear_recurrence
+
+    torch.manual_seed(0)
+    a = torch.rand(3, steps, 4, dtype=torch.float64)
+    b = torch.randn(3, steps, 4, dtype=torch.float64)
+    h0 = torch.randn(3, 4, dtype=torch.float64)
+    h, want = h0, []
+    for t in range(steps):
+        h = a[:, t] * h + b[:, t]
+        want.append(h)
+    torch.testing.assert_close(linear_recurrence(a, b, h0), torch.stack(want, 1), atol=1e-12, rtol=0)
+
+
+def test_linear_recurrence_is_stable_where_a_cumulative_product_underflows():
+    from seqframe.scans import linear_recurrence
+
+    torch.manual_seed(0)
+    a = torch.full((1, 1000, 2), 0.3)  # 0.3**1000 underflows float32 long before the end
+    b = torch.rand(1, 1000, 2)
+    naive = torch.cumprod(a, 1) * torch.cumsum(b / torch.cumprod(a, 1), 1)
+    assert not torch.isfinite(naive).all()
+    h = linear_recurrence(a, b)
+    assert torch.isfinite(h).all()
+    state, want = torch.zeros(1, 2, dtype=torch.float64), []
+    for t in range(1000):
+        state = 0.3 * state + b[:, t].double()
+        want.append(state)
+    torch.testing.assert_close(h.double(), torch.stack(want, 1), atol=1e-6, rtol=0)

@@ -115,7 +115,8 @@ def test_unknown_name_lists_cells_and_suggests_the_nearest(fresh_registry):
         seqframe.get_cell("lstn")
     message = str(error.value)
     assert "unknown cell 'lstn'" in message and "Did you mean 'lstm'?" in message
-    assert "gru, lstm, rnn" in message
+    available = message.split("Available cells: ", 1)[1].split(".", 1)[0].split(", ")
+    assert {"gru", "lstm", "rnn"} <= set(available) and available == sorted(available)
 
 
 def test_unknown_option_lists_valid_options(fresh_registry):

@@ -5,13 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+from venvs import REPO, build_wheel, make_venv, pip_install, run_in, site_packages
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "data.seq_len=10",
     "data.train_size=128",
@@ -101,33 +100,12 @@ def test_ddp_cpu_runs_two_processes_and_writes_one_summary(tmp_path):
 
 def test_wheel_install_runs_from_another_directory(tmp_path):
     """A real wheel in a fresh venv: the config tree must come from the installed package."""
-    wheels = tmp_path / "wheels"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO)]
-    try:
-        import setuptools  # noqa: F401
-
-        build.insert(4, "--no-build-isolation")
-    except ImportError:
-        pass
-    subprocess.run(build, check=True, capture_output=True, timeout=300)
-    [wheel] = wheels.glob("seqframe-*.whl")
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
-    # dependencies (torch, Lightning, ...) come from this environment; seqframe from the wheel
-    (site / "_seqframe_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q"]
-    subprocess.run([*pip, str(wheel)], check=True, capture_output=True, timeout=300)
+    venv = make_venv(tmp_path / "venv")
+    pip_install(venv, str(build_wheel(tmp_path / "wheels")))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import seqframe.train as t; print(t.config_dir())"],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert where.startswith(str(site)), where
+    where = run_in(venv, ["python", "-c", "import seqframe.train as t; print(t.config_dir())"], elsewhere)
+    assert where.stdout.strip().startswith(str(site_packages(venv))), where.stdout + where.stderr
     run(
         ["experiment=seed_keras", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "hydra.run.dir=run"],
         elsewhere,
@@ -140,7 +118,7 @@ def test_wheel_install_runs_from_another_directory(tmp_path):
     "args,message",
     [
         (["cell.name=lstn"], "Did you mean 'lstm'?"),
-        (["cell=lstm", "cell.forget_bias=x"], "could not convert string to float"),
+        (["cell=lstm", "cell.forget_bias=x"], "cell 'lstm': option forget_bias='x' must be float (default: 1.0)"),
         (["data=text"], "data.path=/path/to/corpus.txt"),
     ],
 )
@@ -156,3 +134,26 @@ def test_user_errors_are_reported_clearly(tmp_path, args, message):
     )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert summary(tmp_path / "run")["status"] == "failed"
+
+
+def test_plugin_cell_trains_from_its_entry_point_with_no_yaml(tmp_path):
+    assert not (REPO / "conf" / "cell" / "mingru.yaml").exists()
+    run(["cell=mingru", *TINY, "hydra.run.dir=run"], tmp_path)
+    s = summary(tmp_path / "run")
+    assert s["cell"] == "mingru" and s["paths"] == ["scan"] and s["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["cell=mingru", "cell.foo=1"], "cell 'mingru' has no option 'foo'; its options are: backend='auto'"),
+        (["cell=rnn,lstm", "cell.nonlinearity=relu"], "cell 'lstm' has no option 'nonlinearity'"),
+        (["cell=layernorm_lstm", "cell.eps=abc"], "Value 'abc' of type 'str' could not be converted to Float"),
+    ],
+)
+def test_bad_cell_options_fail_before_training(tmp_path, args, message):
+    result = subprocess.run(
+        [str(BIN / "seqframe-train"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0 and message in result.stderr
+    assert not list(tmp_path.rglob("summary.json")), "nothing may train"

@@ -1,0 +1,21 @@
+"""The conformance kit: checks that a cell honours the seqframe contract.
+
+In a plugin's tests::
+
+    from seqframe.testing import check_cell
+
+    def test_mycell():
+        check_cell("mycell")
+
+or, with the pytest plugin this distribution installs (entry point
+``pytest11``), one test per check and cell::
+
+    SEQFRAME_CELLS = ["mycell"]
+
+    def test_conformance(seqframe_check):
+        seqframe_check()
+"""
+
+from seqframe.testing.checks import CHECKS, CellUnderTest, ConformanceError, check_cell, run_check
+
+__all__ = ["CHECKS", "CellUnderTest", "ConformanceError", "check_cell", "run_check"]
