@@ -79,6 +79,27 @@ def cmd_new_cell(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from seqframe.bench import SIZES, run
+
+    sizes = args.sizes.split(",")
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise SystemExit(f"seqframe bench: unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
+    run(
+        sizes,
+        args.families.split(","),
+        args.repeat,
+        args.compile,
+        not args.no_harness,
+        not args.no_startup,
+        Path(args.out) if args.out else None,
+        Path(args.markdown) if args.markdown else None,
+        args.threads,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -90,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold.add_argument("name", help="the cell's name, as users will type it: cell=NAME")
     scaffold.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
     scaffold.set_defaults(handler=cmd_new_cell)
+    bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
+    bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
+    bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")
+    bench.add_argument("--repeat", type=int, default=7, help="timed repetitions per model (interleaved)")
+    bench.add_argument("--compile", action="store_true", help="also time backend=compile (slow to start)")
+    bench.add_argument("--no-harness", action="store_true", help="skip the seqframe-train vs plain loop epoch")
+    bench.add_argument("--no-startup", action="store_true", help="skip the start-up times")
+    bench.add_argument("--no-scans", action="store_true", help="skip minGRU's scans against its step loop")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the targets)")
+    bench.add_argument("--out", help="write bench.json and bench.md into this folder")
+    bench.add_argument("--markdown", help="also write the markdown table to this file (docs/benchmarks.md)")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -8,10 +8,16 @@ the fastest correct path:
 * ``fused``: the cell's ``scan`` on the raw layer input (a library kernel
   that does the input projection itself, ``fused_projection = True``);
 * ``scan``: the cell's ``scan`` on ``project(x)``;
-* ``loop``: ``project(x)`` once for all steps, then a loop over ``step``.
+* ``loop``: ``project(x)`` once for all steps, then a loop over ``step``;
+* ``compile``: that loop through ``torch.compile`` (opt-in: its first call
+  compiles for seconds to minutes, growing with T; later runs of the same
+  shapes hit inductor's on-disk cache).
 
-All paths give the same numbers (tested); ``backend="loop"`` forces the
-reference loop, and :meth:`Recurrent.paths` tells which path runs.
+Backends (``backend=``): ``auto`` takes ``fused``/``scan`` when the cell has
+one, else ``loop`` — never a long compilation the user did not ask for;
+``loop`` forces the reference loop; ``compile`` forces the compiled loop.
+All paths give the same numbers (tested); :meth:`Recurrent.paths` tells
+which path runs, and it is logged when the layer is built.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from seqframe.state import map_state, stack_states, unstack_state
 logger = logging.getLogger("seqframe")
 
 CellFactory = Callable[[int, int], Cell]
-BACKENDS = ("auto", "loop")
+BACKENDS = ("auto", "loop", "compile")
 
 
 def _cell_factory(cell: Union[str, CellFactory], options: dict) -> CellFactory:
@@ -56,6 +62,13 @@ def reversal_index(lengths: Tensor, steps: int) -> Tensor:
     return torch.where(t < valid, valid - 1 - t, t)
 
 
+def step_mask(lengths: Optional[Tensor], steps: int, device: torch.device) -> Optional[Tensor]:
+    """``[B, T, 1]`` bool, True on each sequence's valid steps (None without lengths)."""
+    if lengths is None:
+        return None
+    return (torch.arange(steps, device=device) < lengths.to(device).unsqueeze(1)).unsqueeze(-1)
+
+
 def run_steps(cell: Cell, p: Tensor, state: State, keep: Optional[Tensor] = None) -> Tuple[Tensor, State]:
     """The reference path: ``step`` over ``p`` ``[B, T, P]``. ``keep`` ``[B, T, 1]``
     (bool) marks valid steps; on padded steps the state is carried unchanged."""
@@ -72,6 +85,22 @@ def run_steps(cell: Cell, p: Tensor, state: State, keep: Optional[Tensor] = None
     return torch.stack(outputs, 1), state
 
 
+def project_and_run_steps(cell: Cell, x: Tensor, state: State, keep: Optional[Tensor] = None) -> Tuple[Tensor, State]:
+    """One layer and direction through the step loop: what ``backend="compile"`` compiles."""
+    return run_steps(cell, cell.project(x), state, keep)
+
+
+_compiled_sequence: Optional[Callable[..., Tuple[Tensor, State]]] = None
+
+
+def compiled_sequence() -> Callable[..., Tuple[Tensor, State]]:
+    """``project_and_run_steps`` through ``torch.compile``, built on first use."""
+    global _compiled_sequence
+    if _compiled_sequence is None:
+        _compiled_sequence = torch.compile(project_and_run_steps, dynamic=False)
+    return _compiled_sequence
+
+
 class Recurrent(nn.Module):
     """A multi-layer, optionally bidirectional recurrent network of any cell.
 
@@ -82,8 +111,9 @@ class Recurrent(nn.Module):
         num_layers: stacked layers; layer ``l > 0`` reads ``D*H`` features.
         bidirectional: add a reverse-time direction (``D = 2``) per layer.
         dropout: dropout on the outputs of every layer but the last.
-        backend: ``auto`` (fastest correct path per layer) or ``loop``
-            (always the plain step loop: the reference).
+        backend: ``auto`` (fastest correct path per layer without a long
+            start-up), ``loop`` (the plain step loop: the reference) or
+            ``compile`` (the step loop through ``torch.compile``).
         cell_options: keyword options for the cell's constructor.
 
     ``forward(x, state=None, lengths=None)`` takes ``x`` ``[B, T, I]`` (batch
@@ -133,6 +163,8 @@ class Recurrent(nn.Module):
 
     def _path(self, index: int, has_lengths: bool) -> str:
         cell = self.cells[index]
+        if self.backend == "compile":
+            return "compile"
         if self.backend == "loop" or not cell.has_scan():
             return "loop"
         if has_lengths and not self._scan_takes_lengths[index]:
@@ -140,7 +172,7 @@ class Recurrent(nn.Module):
         return "fused" if cell.fused_projection else "scan"
 
     def paths(self, with_lengths: bool = False) -> List[str]:
-        """The path each layer runs (``fused``, ``scan`` or ``loop``), for
+        """The path each layer runs (``fused``, ``scan``, ``loop`` or ``compile``), for
         fixed-length batches or, with ``with_lengths=True``, padded ones."""
         return [self._path(layer * self.num_directions, with_lengths) for layer in range(self.num_layers)]
 
@@ -166,9 +198,8 @@ class Recurrent(nn.Module):
         batch, steps = x.shape[:2]
         keep = index = None
         if lengths is not None:
-            on_device = lengths.to(x.device)
-            keep = (torch.arange(steps, device=x.device) < on_device.unsqueeze(1)).unsqueeze(-1)
-            index = reversal_index(on_device, steps) if self.num_directions == 2 else None
+            keep = step_mask(lengths, steps, x.device)
+            index = reversal_index(lengths.to(x.device), steps) if self.num_directions == 2 else None
         finals: List[State] = []
         layer_input = x
         for layer in range(self.num_layers):
@@ -195,7 +226,9 @@ class Recurrent(nn.Module):
     ) -> Tuple[Tensor, State]:
         path = self._path(i, lengths is not None)
         if path == "loop":
-            out, final = run_steps(cell, cell.project(x), state, keep)
+            out, final = project_and_run_steps(cell, x, state, keep)
+        elif path == "compile":
+            out, final = compiled_sequence()(cell, x, state, keep)
         else:
             inp = x if path == "fused" else cell.project(x)
             out, final = cell.scan(inp, state) if lengths is None else cell.scan(inp, state, lengths=lengths)

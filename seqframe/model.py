@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from seqframe.data.base import TaskSpec
@@ -23,6 +23,7 @@ from seqframe.layers import Recurrent
 IGNORE_INDEX = -100  # per-step targets at padded steps
 ENCODERS = ("auto", "none", "linear", "embedding")
 RUNNER_KEYS = ("name", "backend")  # keys of the cell config that are not cell options
+STAGES = ("train", "val", "test")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 3e-3}
 
 
@@ -70,10 +71,7 @@ class SequenceModel(pl.LightningModule):
         self.rnn = Recurrent(name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options)
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
         self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
-        metrics = self._build_metrics()
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
 
     def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
         spec = self.spec
@@ -87,15 +85,20 @@ class SequenceModel(pl.LightningModule):
             return nn.Linear(spec.input_size, embed_dim), embed_dim
         return nn.Identity(), spec.input_size
 
-    def _build_metrics(self) -> MetricCollection:
+    def _build_metrics(self) -> nn.ModuleDict:
+        """The task's metrics plus the mean loss; updated on-device each step, synced and logged per epoch."""
         spec = self.spec
         if spec.task == "regress":
-            return MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
-        if self.binary:
-            return MetricCollection({"acc": BinaryAccuracy()})
-        return MetricCollection(
-            {"acc": MulticlassAccuracy(spec.num_outputs, average="micro", ignore_index=IGNORE_INDEX)}
-        )
+            metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
+        elif self.binary:
+            metrics = {"acc": BinaryAccuracy(validate_args=False)}  # the model makes valid inputs: skip the checks
+        else:
+            metrics = {
+                "acc": MulticlassAccuracy(
+                    spec.num_outputs, average="micro", ignore_index=IGNORE_INDEX, validate_args=False
+                )
+            }
+        return nn.ModuleDict({"loss": MeanMetric(), **metrics})
 
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
@@ -133,13 +136,33 @@ class SequenceModel(pl.LightningModule):
             y = y.masked_fill(torch.arange(y.shape[1], device=y.device) >= lengths.to(y.device)[:, None], IGNORE_INDEX)
         loss, predictions, targets = self._loss(self(x, lengths), y)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(predictions.detach(), targets)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x))
-        if self.spec.task == "per_step":
-            self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=len(x))
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
+        metrics["loss"].update(loss.detach(), weight)
+        for name, metric in metrics.items():
+            if name != "loss":
+                metric.update(predictions.detach(), targets)
+        if stage == "train" and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        """Compute (synced across processes), log once and reset the stage's metrics."""
+        metrics = getattr(self, f"{stage}_metrics")
+        values = {f"{stage}/{name}": metric.compute() for name, metric in metrics.items()}
+        if self.spec.task == "per_step":
+            values[f"{stage}/bpc"] = values[f"{stage}/loss"] / math.log(2)
+        self.log_dict(values, prog_bar=stage != "train")
+        for metric in metrics.values():
+            metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

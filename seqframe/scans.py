@@ -1,30 +1,104 @@
-"""Parallel scans for cells whose recurrence is linear in the state.
+"""Scans for cells whose recurrence is linear in the state.
 
-A linear recurrence ``h_t = a_t * h_{t-1} + b_t`` (minGRU, minLSTM, ...) is
-an associative scan over pairs ``(a, b)``: ``(a1, b1) then (a2, b2)`` is
-``(a1 * a2, a2 * b1 + b2)``. Combining neighbours at distance 1, 2, 4, ...
-(Hillis & Steele) takes ``ceil(log2 T)`` vectorised rounds instead of ``T``
-Python steps. It only multiplies and adds: no division and no logarithm, so
-products of many gates that underflow to 0 stay exact in meaning (no inf or
-NaN, unlike a cumulative product divided out afterwards).
+A linear recurrence ``h_t = a_t * h_{t-1} + b_t`` (minGRU, minLSTM, ...) can
+be solved for all steps at once in two ways, both exact and stable (they
+only multiply and add: no division or logarithm, so long products of gates
+that underflow to 0 give no inf or NaN, unlike a cumulative product divided
+out afterwards):
+
+* :func:`parallel_linear_recurrence`: an associative scan over pairs
+  ``(a, b)`` (``(a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2)``), combining
+  neighbours at distance 1, 2, 4, ... (Hillis & Steele): ``ceil(log2 T)``
+  rounds over the whole tensor. Few, large kernels: what a GPU wants.
+* :func:`sequential_linear_recurrence`: one fused multiply-add per step,
+  outside autograd, with the adjoint recurrence written out for the backward
+  pass. On a CPU this wins: each step touches a small, cache-resident slice,
+  while every parallel round streams the whole ``[B, T, H]`` tensor through
+  memory (log2 T times).
+
+:func:`linear_recurrence` picks by device.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+METHODS = ("auto", "parallel", "sequential")
+# Above this many elements per [T, B, H] buffer, the whole-sequence CPU kernels here and in
+# seqframe.cells.gru_scan lost to the plain step loop on the reference machine (B=128, T=200,
+# H=512: first touches of their large buffers cost more than the loop's autograd overhead).
+CPU_KERNEL_MAX_ELEMENTS = 4_000_000
 
 
-def linear_recurrence(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
+def cpu_kernel_worthwhile(steps: int, batch: int, hidden: int, device: torch.device) -> bool:
+    """Whether a whole-sequence kernel should run, rather than the step loop, at this size."""
+    return device.type != "cpu" or steps * batch * hidden <= CPU_KERNEL_MAX_ELEMENTS
+
+
+def _check(a: Tensor, b: Tensor) -> None:
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"a and b must both be [B, T, H], got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def linear_recurrence(a: Tensor, b: Tensor, h0: Optional[Tensor] = None, method: str = "auto") -> Tensor:
     """All states of ``h_t = a_t * h_{t-1} + b_t`` for ``a, b`` ``[B, T, H]`` (time on dim 1).
 
     ``h0`` ``[B, H]`` is the state before the first step (zero if None).
-    Returns ``h`` ``[B, T, H]``. Differentiable; O(T log T) work, O(log T) depth.
+    ``method``: ``parallel``, ``sequential``, or ``auto`` (parallel on GPUs,
+    sequential elsewhere). Returns ``h`` ``[B, T, H]``; differentiable.
     """
-    if a.shape != b.shape or a.dim() != 3:
-        raise ValueError(f"a and b must both be [B, T, H], got {tuple(a.shape)} and {tuple(b.shape)}")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not valid; choose one of {', '.join(METHODS)}")
+    if method == "parallel" or (method == "auto" and a.is_cuda):
+        return parallel_linear_recurrence(a, b, h0)
+    return sequential_linear_recurrence(a, b, h0)
+
+
+def sequential_linear_recurrence(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
+    """:func:`linear_recurrence` as a loop of fused multiply-adds with a hand-written backward."""
+    _check(a, b)
+    if h0 is None:
+        h0 = torch.zeros_like(b[:, 0])
+    return _SequentialScan.apply(a, b, h0)
+
+
+class _SequentialScan(torch.autograd.Function):
+    """Forward ``h_t = a_t h_{t-1} + b_t``; backward the adjoint
+    ``g_t = dL/dh_t + a_{t+1} g_{t+1}``, then ``dL/da_t = g_t h_{t-1}``,
+    ``dL/db_t = g_t``, ``dL/dh0 = a_0 g_0``. Time-major buffers keep each
+    step's slice contiguous."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+        a_t, b_t = a.transpose(0, 1).contiguous(), b.transpose(0, 1).contiguous()
+        h = torch.empty_like(b_t)
+        state = h0
+        for t in range(a_t.shape[0]):
+            state = torch.addcmul(b_t[t], a_t[t], state, out=h[t])
+        ctx.save_for_backward(a_t, h, h0)
+        return h.transpose(0, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        a_t, h, h0 = ctx.saved_tensors
+        g_out = grad.transpose(0, 1).contiguous()
+        g = torch.empty_like(g_out)
+        last = a_t.shape[0] - 1
+        g[last] = g_out[last]
+        for t in range(last - 1, -1, -1):
+            torch.addcmul(g_out[t], a_t[t + 1], g[t + 1], out=g[t])
+        previous = torch.cat([h0.unsqueeze(0), h[:-1]], dim=0)
+        return (g * previous).transpose(0, 1), g.transpose(0, 1), a_t[0] * g[0]
+
+
+def parallel_linear_recurrence(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
+    """:func:`linear_recurrence` as a log-depth associative scan (Hillis & Steele); O(T log T) work."""
+    _check(a, b)
     if h0 is not None:
         b = torch.cat([a[:, :1] * h0.unsqueeze(1) + b[:, :1], b[:, 1:]], dim=1)
     steps, offset = a.shape[1], 1

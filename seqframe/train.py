@@ -153,6 +153,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             world_size=trainer.world_size,
             steps=trainer.global_step,
             time_per_epoch=sum(timer.durations) / len(timer.durations) if timer.durations else None,
+            epoch_times=timer.durations,
             best_checkpoint=best_path,
         )
         if cfg.get("test", True):
@@ -181,7 +182,7 @@ def _report(summary: Dict[str, Any]) -> None:
     print(f"seqframe: outputs in {summary['output_dir']} (summary.json, metrics.csv, checkpoints/)")
 
 
-USER_ERRORS = (ValueError, TypeError, LookupError, FileNotFoundError)
+USER_ERRORS = (ValueError, FileNotFoundError)  # what a bad config or input raises; others keep their traceback
 
 
 def _user_error(exc: BaseException) -> Optional[BaseException]:

@@ -5,8 +5,9 @@ import torch
 
 from seqframe import Recurrent
 
-FAST_CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {"reset_after": True})]
-ALL_CELLS = FAST_CELLS + [("gru", {})]
+FUSED_CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {"reset_after": True})]
+ALL_CELLS = FUSED_CELLS + [("gru", {})]
+FAST_PATHS = [(name, options, "fused") for name, options in FUSED_CELLS] + [("gru", {}, "scan")]
 SHAPES = [(1, False), (2, True)]
 
 
@@ -26,10 +27,10 @@ def flat(state):
 
 @pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.parametrize("layers,bidirectional", SHAPES)
-@pytest.mark.parametrize("name,options", FAST_CELLS)
-def test_fused_path_matches_loop_outputs_states_and_gradients(name, options, layers, bidirectional, with_lengths):
+@pytest.mark.parametrize("name,options,path", FAST_PATHS)
+def test_fast_path_matches_loop_outputs_states_and_gradients(name, options, path, layers, bidirectional, with_lengths):
     fast, loop = twin_layers(name, options, layers, bidirectional)
-    assert fast.paths(with_lengths) == ["fused"] * layers and loop.paths(with_lengths) == ["loop"] * layers
+    assert fast.paths(with_lengths) == [path] * layers and loop.paths(with_lengths) == ["loop"] * layers
     x = torch.randn(5, 12, 8)
     lengths = torch.tensor([12, 3, 7, 1, 12]) if with_lengths else None
     results = []
@@ -87,10 +88,10 @@ def test_padded_batch_equals_each_sequence_alone(name, options, layers, bidirect
                 torch.testing.assert_close(got[:, b], want[:, 0], atol=1e-5, rtol=1e-5)
 
 
-def test_gru_spec_form_takes_the_loop_and_says_so():
-    layer = Recurrent("gru", 8, 16, num_layers=2)
-    assert layer.paths() == ["loop", "loop"]
+def test_each_gru_form_takes_its_own_kernel_and_says_so():
+    assert Recurrent("gru", 8, 16, num_layers=2).paths() == ["scan", "scan"]
     assert Recurrent("gru", 8, 16, cell_options={"reset_after": True}).paths() == ["fused"]
+    assert Recurrent("gru", 8, 16, backend="loop").paths() == ["loop"]
 
 
 def test_initial_state_is_used_and_layout_is_torch_like():
@@ -139,8 +140,9 @@ def test_bad_layer_arguments(kwargs, match):
         Recurrent("lstm", 8, 16, **kwargs)
 
 
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
 @pytest.mark.parametrize("steps", [1, 2, 7, 64, 1000])
-def test_linear_recurrence_matches_the_sequential_loop(steps):
+def test_linear_recurrence_matches_the_sequential_loop(steps, method):
     from seqframe.scans import linear_recurrence
 
     torch.manual_seed(0)
@@ -151,10 +153,25 @@ def test_linear_recurrence_matches_the_sequential_loop(steps):
     for t in range(steps):
         h = a[:, t] * h + b[:, t]
         want.append(h)
-    torch.testing.assert_close(linear_recurrence(a, b, h0), torch.stack(want, 1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(linear_recurrence(a, b, h0, method), torch.stack(want, 1), atol=1e-12, rtol=0)
 
 
-def test_linear_recurrence_is_stable_where_a_cumulative_product_underflows():
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_linear_recurrence_gradients(method):
+    from seqframe.scans import linear_recurrence
+
+    torch.manual_seed(0)
+    inputs = (
+        torch.rand(2, 6, 3, dtype=torch.float64),
+        torch.randn(2, 6, 3, dtype=torch.float64),
+        torch.randn(2, 3, dtype=torch.float64),
+    )
+    inputs = tuple(t.requires_grad_() for t in inputs)
+    assert torch.autograd.gradcheck(lambda a, b, h0: linear_recurrence(a, b, h0, method), inputs)
+
+
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_linear_recurrence_is_stable_where_a_cumulative_product_underflows(method):
     from seqframe.scans import linear_recurrence
 
     torch.manual_seed(0)
@@ -162,10 +179,47 @@ def test_linear_recurrence_is_stable_where_a_cumulative_product_underflows():
     b = torch.rand(1, 1000, 2)
     naive = torch.cumprod(a, 1) * torch.cumsum(b / torch.cumprod(a, 1), 1)
     assert not torch.isfinite(naive).all()
-    h = linear_recurrence(a, b)
+    h = linear_recurrence(a, b, method=method)
     assert torch.isfinite(h).all()
     state, want = torch.zeros(1, 2, dtype=torch.float64), []
     for t in range(1000):
         state = 0.3 * state + b[:, t].double()
         want.append(state)
     torch.testing.assert_close(h.double(), torch.stack(want, 1), atol=1e-6, rtol=0)
+
+
+def test_compile_backend_matches_the_loop():
+    """backend=compile (torch.compile of the step loop) computes what the eager loop computes."""
+    torch.manual_seed(0)
+    compiled = Recurrent("lstm", 3, 4, bidirectional=True, backend="compile")
+    loop = Recurrent("lstm", 3, 4, bidirectional=True, backend="loop")
+    loop.load_state_dict(compiled.state_dict())
+    assert compiled.paths() == ["compile"]
+    x = torch.randn(2, 4, 3)
+    lengths = torch.tensor([4, 2])
+    results = []
+    for layer in (compiled, loop):
+        inp = x.clone().requires_grad_()
+        out, (h, c) = layer(inp, lengths=lengths)
+        grads = torch.autograd.grad(out.sum() + c.sum(), [inp, *layer.parameters()])
+        results.append((out, h, grads))
+    (out_a, h_a, grads_a), (out_b, h_b, grads_b) = results
+    torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h_a, h_b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_spec_gru_takes_the_step_loop_above_the_kernel_size_limit(monkeypatch):
+    from seqframe import scans
+
+    fast, loop = twin_layers("gru", {}, 1, True)
+    x, lengths = torch.randn(3, 6, 8), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        kernel_out, kernel_state = fast(x, lengths=lengths)
+        monkeypatch.setattr(scans, "CPU_KERNEL_MAX_ELEMENTS", 0)
+        fallback_out, fallback_state = fast(x, lengths=lengths)
+        loop_out, _ = loop(x, lengths=lengths)
+    torch.testing.assert_close(fallback_out, loop_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(kernel_out, fallback_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kernel_state, fallback_state, atol=1e-5, rtol=1e-5)

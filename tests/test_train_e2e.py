@@ -87,7 +87,7 @@ def test_resume_from_last_checkpoint_continues(tmp_path):
     second = summary(tmp_path / "second")
     assert second["steps"] == 2 * first["steps"] and second["epochs"] == 2
     with open(tmp_path / "second" / "metrics.csv") as f:
-        epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("train/loss_epoch")}
+        epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("train/loss")}
     assert epochs == {"1"}, "the resumed run must train only the epoch after the checkpoint"
 
 

@@ -18,8 +18,9 @@ torch's order ``r, z, h~`` (Keras stores ``z, r, h``): ``weight_ih [3H, I]``,
 ``reset_after`` also ``bias_hh [3H]`` (the ``c_*``). 3(IH + HH + H)
 parameters, 1200 at I=8, H=16; 1248 with ``reset_after`` (as Keras).
 
-State: ``h`` ``[B, H]``. Fast path: torch's fused GRU kernel, for the
-``reset_after`` form only (no library kernel computes the spec's form).
+State: ``h`` ``[B, H]``. Fast paths: torch's fused GRU kernel for the
+``reset_after`` form; for the spec's form, which no library kernel computes,
+seqframe's own whole-sequence kernel (:mod:`seqframe.cells.gru_scan`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from seqframe.cells.gru_scan import spec_gru_sequence
 from seqframe.cells.standard import StandardCell, copy_blocks, run_fused
 from seqframe.hookspecs import hookimpl
+from seqframe.layers import run_steps, step_mask
+from seqframe.scans import cpu_kernel_worthwhile
 
 KERAS_ORDER = (1, 0, 2)  # Keras's z, r, h blocks are our blocks 1, 0, 2
 
@@ -54,10 +58,6 @@ class GRU(StandardCell):
     def fused_projection(self) -> bool:  # type: ignore[override]
         return self.reset_after
 
-    def has_scan(self) -> bool:
-        """Only the reset-after form has a library kernel."""
-        return self.reset_after
-
     def step(self, p_t: Tensor, state: Tensor) -> Tuple[Tensor, Tensor]:
         h = state
         hs = self.hidden_size
@@ -75,8 +75,13 @@ class GRU(StandardCell):
         return h, h
 
     def scan(self, x: Tensor, state: Tensor, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Reset-after: torch's fused kernel on the raw input ``x``. Spec form: the
+        hand-written sequence kernel of :mod:`seqframe.cells.gru_scan` on ``project(x)``."""
         if not self.reset_after:
-            raise NotImplementedError("the spec's reset-before GRU has no fused kernel; use the step loop")
+            batch, steps = x.shape[:2]
+            if cpu_kernel_worthwhile(steps, batch, self.hidden_size, x.device):
+                return spec_gru_sequence(x, state, self.weight_hh, lengths)
+            return run_steps(self, x, state, step_mask(lengths, steps, x.device))
         weights = [self.weight_ih, self.weight_hh, self.bias, self.bias_hh]
         out, (h,) = run_fused(torch.gru, x, (state,), weights, self.training, lengths)
         return out, h

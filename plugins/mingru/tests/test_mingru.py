@@ -9,8 +9,9 @@ from seqframe import Recurrent, create_cell
 SEQFRAME_CELLS = ["mingru"]
 
 
-def test_conformance(seqframe_check):
-    seqframe_check()
+@pytest.mark.parametrize("method", ["auto", "parallel"])
+def test_conformance(seqframe_check, method):
+    seqframe_check(scan_method=method)
 
 
 def numpy_mingru(x, h, w, b, hidden):
@@ -37,10 +38,11 @@ def test_matches_the_papers_equations(backend):
     np.testing.assert_allclose(out.numpy(), numpy_mingru(x.numpy(), h0.numpy(), w, b, 6), atol=1e-10)
 
 
-def test_parallel_scan_matches_the_loop_and_is_stable_at_t1000():
+@pytest.mark.parametrize("method", ["parallel", "sequential"])
+def test_scan_matches_the_loop_and_is_stable_at_t1000(method):
     torch.manual_seed(0)
-    fast = Recurrent("mingru", 8, 32)
-    loop = Recurrent("mingru", 8, 32, backend="loop")
+    fast = Recurrent("mingru", 8, 32, cell_options={"scan_method": method})
+    loop = Recurrent("mingru", 8, 32, backend="loop", cell_options={"scan_method": method})
     loop.load_state_dict(fast.state_dict())
     assert fast.paths() == ["scan"]
     x = torch.randn(4, 1000, 8) * 3  # large inputs: gates near 0 and 1, long products underflow
@@ -54,3 +56,19 @@ def test_parallel_scan_matches_the_loop_and_is_stable_at_t1000():
 
 def test_parameter_count():
     assert sum(p.numel() for p in create_cell("mingru", 8, 16).parameters()) == 2 * (8 * 16 + 16)
+
+
+def test_auto_takes_the_step_loop_above_the_cpu_kernel_size_limit(monkeypatch):
+    from seqframe import scans
+
+    torch.manual_seed(0)
+    layer = Recurrent("mingru", 4, 6)
+    x, lengths = torch.randn(3, 7, 4), torch.tensor([7, 3, 5])
+    with torch.no_grad():
+        kernel = layer(x, lengths=lengths)[0]
+        monkeypatch.setattr(scans, "CPU_KERNEL_MAX_ELEMENTS", 0)
+        fallback = layer(x, lengths=lengths)[0]
+        loop = Recurrent("mingru", 4, 6, backend="loop")
+        loop.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(fallback, loop(x, lengths=lengths)[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(kernel, fallback, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,389 @@
+"""``seqframe bench``: training-step speed of every cell and backend, as ratios to torch.nn.
+
+Each candidate is timed for one training step (forward + backward) on the
+same data, interleaved with the torch.nn fused kernel of its family (LSTM,
+GRU or RNN) in the same run, repetition after repetition, so that drifts of
+the machine hit all of them alike; the table gives the median and minimum
+time and the ratio of medians to that reference. It also times the spec's
+Keras example per epoch through ``seqframe-train`` against a plain PyTorch
+loop, and the start-up of the commands against ``import torch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import seqframe
+
+SIZES = {  # name: (batch, time, input, hidden)
+    "spec": (8, 10, 8, 16),
+    "medium": (64, 100, 32, 128),
+    "large": (128, 200, 128, 512),
+}
+REFERENCES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class EquationsLSTM(seqframe.Cell):
+    """The spec's LSTM written only as equations (no ``scan``): what a plugin author writes."""
+
+    name = "equations_lstm"
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = nn.Parameter(torch.randn(4 * hidden_size, input_size) * 0.1)
+        self.weight_hh = nn.Parameter(torch.randn(4 * hidden_size, hidden_size) * 0.1)
+        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
+
+    def project(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_ih, self.bias)
+
+    def initial_state(self, batch: int, device=None, dtype=None):
+        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return zeros, zeros.clone()
+
+    def step(self, p_t: Tensor, state):
+        h, c = state
+        i, f, g, o = torch.addmm(p_t, h, self.weight_hh.t()).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
+@dataclass
+class Candidate:
+    """One row: a model to time for a family, at a size."""
+
+    family: str
+    label: str
+    build: Callable[[int, int], nn.Module]
+    backend: str = "-"
+    times: List[float] = field(default_factory=list)
+
+
+def _recurrent(cell, backend: str, **options) -> Callable[[int, int], nn.Module]:
+    return lambda i, h: seqframe.Recurrent(cell, i, h, backend=backend, cell_options=options)
+
+
+def candidates(families: Sequence[str], with_compile: bool) -> List[Candidate]:
+    """Every (family, cell, backend) to time, the torch.nn reference first in each family."""
+    installed = {info.name for info in seqframe.list_cells()}
+    backends = ["auto", "loop"] + (["compile"] if with_compile else [])
+    rows: Dict[str, List[Candidate]] = {
+        "lstm": [Candidate("lstm", f"{c} ({b})", _recurrent(c, b), b) for c in ("lstm",) for b in backends]
+        + [Candidate("lstm", f"equations-only LSTM ({b})", _recurrent(EquationsLSTM, b), b) for b in backends]
+        + [
+            Candidate("lstm", f"{c} ({b})", _recurrent(c, b), b)
+            for c in ("peephole_lstm", "layernorm_lstm")
+            if c in installed
+            for b in ("auto",)
+        ],
+        "gru": [Candidate("gru", f"gru spec form ({b})", _recurrent("gru", b), b) for b in backends]
+        + [Candidate("gru", f"gru reset_after ({b})", _recurrent("gru", b, reset_after=True), b) for b in ("auto",)]
+        + [
+            Candidate("gru", f"mingru ({b})", _recurrent("mingru", b), b)
+            for b in ("auto", "loop")
+            if "mingru" in installed
+        ],
+        "rnn": [Candidate("rnn", f"rnn ({b})", _recurrent("rnn", b), b) for b in backends],
+    }
+    chosen = []
+    for family in families:
+        reference = REFERENCES[family]
+        chosen.append(
+            Candidate(
+                family,
+                f"torch.nn.{reference.__name__} (fused)",
+                lambda i, h, r=reference: r(i, h, batch_first=True),
+                "reference",
+            )
+        )
+        chosen.extend(rows[family])
+    return chosen
+
+
+def _training_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
+    def run() -> None:
+        model.zero_grad(set_to_none=True)
+        out, _ = model(x)
+        out.sum().backward()
+
+    return run
+
+
+def time_candidates(
+    rows: List[Candidate], size: Sequence[int], repeat: int, warmup: int = 2, min_sample: float = 0.05
+) -> None:
+    """Fill each row's ``times`` (seconds per step), interleaving the rows within each repetition.
+
+    A sample averages as many consecutive steps as fill ``min_sample`` seconds, so that
+    sub-millisecond steps are not lost in timer and scheduling noise.
+    """
+    batch, steps, inputs, hidden = size
+    torch.manual_seed(0)
+    x = torch.randn(batch, steps, inputs)
+    runs = []
+    for row in rows:
+        torch.manual_seed(0)
+        run = _training_step(row.build(inputs, hidden), x)
+        for _ in range(warmup):
+            run()
+        start = time.perf_counter()
+        run()
+        runs.append((run, max(1, round(min_sample / max(time.perf_counter() - start, 1e-6)))))
+    for _ in range(repeat):
+        for row, (run, inner) in zip(rows, runs):
+            start = time.perf_counter()
+            for _ in range(inner):
+                run()
+            row.times.append((time.perf_counter() - start) / inner)
+
+
+def _median_ms(times: Sequence[float]) -> float:
+    return statistics.median(times) * 1e3
+
+
+def step_table(size_names: Sequence[str], families: Sequence[str], repeat: int, with_compile: bool) -> List[dict]:
+    results = []
+    for size_name in size_names:
+        rows = candidates(families, with_compile and size_name != "large")
+        time_candidates(rows, SIZES[size_name], repeat)
+        reference = {r.family: _median_ms(r.times) for r in rows if r.backend == "reference"}
+        for row in rows:
+            results.append(
+                {
+                    "size": size_name,
+                    "shape": "B={} T={} I={} H={}".format(*SIZES[size_name]),
+                    "family": row.family,
+                    "model": row.label,
+                    "backend": row.backend,
+                    "median_ms": _median_ms(row.times),
+                    "min_ms": min(row.times) * 1e3,
+                    "ratio": _median_ms(row.times) / reference[row.family],
+                }
+            )
+            print(
+                f"  {size_name:6s} {row.label:38s} {results[-1]['median_ms']:9.2f} ms  x{results[-1]['ratio']:.2f}",
+                flush=True,
+            )
+    return results
+
+
+def scan_table(repeat: int, lengths: Sequence[int] = (100, 1000)) -> List[dict]:
+    """minGRU's scans against its own step loop (B=64, I=32, H=128), where the plugin is installed."""
+    if "mingru" not in {info.name for info in seqframe.list_cells()}:
+        return []
+    results = []
+    for steps in lengths:
+        rows = [
+            Candidate("mingru", f"mingru {label}", _recurrent("mingru", backend, scan_method=method), backend)
+            for label, backend, method in (
+                ("step loop", "loop", "auto"),
+                ("sequential scan", "auto", "sequential"),
+                ("parallel scan", "auto", "parallel"),
+            )
+        ]
+        time_candidates(rows, (64, steps, 32, 128), repeat)
+        loop_ms = _median_ms(rows[0].times)
+        for row in rows:
+            results.append(
+                {
+                    "T": steps,
+                    "model": row.label,
+                    "median_ms": _median_ms(row.times),
+                    "min_ms": min(row.times) * 1e3,
+                    "ratio": _median_ms(row.times) / loop_ms,
+                }
+            )
+            print(
+                f"  T={steps:<5d} {row.label:38s} {results[-1]['median_ms']:9.2f} ms  x{results[-1]['ratio']:.2f}",
+                flush=True,
+            )
+    return results
+
+
+def plain_seed_example_epoch_times(epochs: int) -> List[float]:
+    """The spec's Keras example in plain PyTorch: LSTM(16) -> Linear(1), Adam, BCE, batch 8,
+    a training pass over 100 samples then a validation pass over 100, per epoch."""
+    from seqframe.data.synthetic import seed_example
+
+    x, y = seed_example(100, 10, 8, seed=0)
+    xv, yv = seed_example(100, 10, 8, seed=1)
+    torch.manual_seed(0)
+    lstm, head = nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 1)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=1e-3)
+    durations = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(100)
+        for i in range(0, 100, 8):
+            batch = order[i : i + 8]
+            optimizer.zero_grad()
+            out, _ = lstm(x[batch])
+            loss = F.binary_cross_entropy_with_logits(head(out[:, -1]).squeeze(1), y[batch])
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            correct = 0.0
+            for i in range(0, 100, 8):
+                logits = head(lstm(xv[i : i + 8])[0][:, -1]).squeeze(1)
+                correct += float(((logits > 0).float() == yv[i : i + 8]).sum())
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
+def harness_table(epochs: int) -> dict:
+    """Seed example per epoch: ``seqframe-train`` (its own epoch timer) vs the plain loop."""
+    exe = Path(sys.executable).with_name("seqframe-train")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                str(exe),
+                "experiment=seed_keras",
+                f"trainer.max_epochs={epochs}",
+                "trainer.enable_progress_bar=false",
+                "test=false",
+                "hydra.run.dir=run",
+                "hydra/job_logging=disabled",
+            ],
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        seqframe_epochs = json.loads((Path(tmp) / "run" / "summary.json").read_text())["epoch_times"][1:]
+    plain_epochs = plain_seed_example_epoch_times(epochs)[1:]
+    seqframe_ms, plain_ms = _median_ms(seqframe_epochs), _median_ms(plain_epochs)
+    return {"seqframe_ms": seqframe_ms, "plain_ms": plain_ms, "ratio": seqframe_ms / plain_ms, "epochs": epochs}
+
+
+def _wall(command: List[str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def startup_table(repeat: int) -> dict:
+    bin_dir = Path(sys.executable).parent
+    return {
+        "import torch": _wall([sys.executable, "-c", "import torch"], repeat),
+        "seqframe cells": _wall([str(bin_dir / "seqframe"), "cells"], repeat),
+        "seqframe-train --help": _wall([str(bin_dir / "seqframe-train"), "--help"], repeat),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def to_markdown(report: dict) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {report['machine']}  ",
+        f"Date: {report['date']}",
+        "",
+        "## Training step (forward + backward), ratio to torch.nn's fused kernel of the family, same run",
+        "",
+        "Median and minimum over the repetitions, interleaved; ratio of medians (lower is faster).",
+        "",
+        "| size | family | model | backend | median ms | min ms | ratio |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in report["steps"]:
+        lines.append(
+            f"| {r['size']} ({r['shape']}) | {r['family']} | {r['model']} | {r['backend']} | "
+            f"{r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['ratio']:.2f} |"
+        )
+    if report.get("scans"):
+        lines += [
+            "",
+            "## minGRU: its scans against its own step loop (B=64, I=32, H=128, training step)",
+            "",
+            "| T | model | median ms | min ms | ratio to the step loop |",
+            "| ---: | --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['T']} | {r['model']} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['ratio']:.2f} |"
+            for r in report["scans"]
+        ]
+    if report.get("harness"):
+        h = report["harness"]
+        lines += [
+            "",
+            "## The spec's Keras example per epoch (train + validation)",
+            "",
+            "| seqframe-train ms | plain PyTorch loop ms | ratio |",
+            "| ---: | ---: | ---: |",
+            f"| {h['seqframe_ms']:.1f} | {h['plain_ms']:.1f} | {h['ratio']:.2f} |",
+        ]
+    if report.get("startup"):
+        s = report["startup"]
+        lines += ["", "## Start-up (wall time, median)", "", "| command | seconds |", "| --- | ---: |"]
+        lines += [f"| `{k}` | {v:.2f} |" for k, v in s.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    sizes: Sequence[str],
+    families: Sequence[str],
+    repeat: int,
+    with_compile: bool,
+    harness: bool,
+    startup: bool,
+    out: Optional[Path],
+    markdown: Optional[Path],
+    threads: int = 1,
+    scans: bool = True,
+) -> dict:
+    """Run the selected tables, print the markdown, and write it (and JSON) where asked."""
+    torch.set_num_threads(threads)
+    report = {
+        "command": "seqframe bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "steps": step_table(sizes, families, repeat, with_compile),
+    }
+    if scans:
+        report["scans"] = scan_table(repeat)
+    if harness:
+        report["harness"] = harness_table(epochs=12)
+    if startup:
+        report["startup"] = startup_table(repeat=3)
+    text = to_markdown(report)
+    print(text)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "bench.md").write_text(text)
+    if markdown:
+        markdown.write_text(text)
+    return report

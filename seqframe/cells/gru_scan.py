@@ -1,0 +1,96 @@
+"""A whole-sequence kernel for the spec's (reset-before) GRU, written in torch ops.
+
+No library ships a fused kernel for this form, so this is one: the forward
+loop writes into preallocated buffers outside autograd, and the backward
+pass is written out (backpropagation through time) instead of being
+recorded step by step. Per step that leaves a handful of kernels and no
+autograd bookkeeping, and the recurrent weight's gradient becomes two large
+matrix products over all steps at once instead of T small ones.
+
+Equations (``p`` holds the projected input, blocks ``r, z, h~``; ``U`` is
+``weight_hh``; ``m`` is 1 on real steps and 0 on padding)::
+
+    r, z = sigmoid(p_rz + h U_rz^T)
+    n    = tanh(p_n + (r * h) U_n^T)
+    h'   = h + (m z) (n - h)          # m = 0 carries the state over padding
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def spec_gru_sequence(
+    p: Tensor, h0: Tensor, weight_hh: Tensor, lengths: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
+    """Run the spec GRU over ``p`` ``[B, T, 3H]`` from ``h0`` ``[B, H]``: outputs ``[B, T, H]``, final state."""
+    steps = p.shape[1]
+    if lengths is None:
+        mask = None
+    else:
+        mask = (torch.arange(steps, device=p.device)[:, None] < lengths.to(p.device)[None, :]).to(p.dtype)
+        mask = mask.unsqueeze(-1)  # [T, B, 1]
+    out = _SpecGRUScan.apply(p, h0, weight_hh, mask)
+    return out, out[:, -1]
+
+
+class _SpecGRUScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p: Tensor, h0: Tensor, weight_hh: Tensor, mask: Optional[Tensor]) -> Tensor:
+        hidden = h0.shape[1]
+        p_time = p.transpose(0, 1)  # time-major, gate blocks apart: each step's slices are contiguous
+        p_rz, p_n = p_time[..., : 2 * hidden].contiguous(), p_time[..., 2 * hidden :].contiguous()
+        steps, batch = p_time.shape[:2]
+        u_rz, u_n = weight_hh[: 2 * hidden].t(), weight_hh[2 * hidden :].t()
+        hs = p.new_empty(steps + 1, batch, hidden)
+        gates = p.new_empty(steps, batch, 2 * hidden)  # sigmoid outputs r, z
+        candidate = p.new_empty(steps, batch, hidden)  # n
+        reset_h = p.new_empty(steps, batch, hidden)  # r * h
+        delta = p.new_empty(batch, hidden)
+        update = gates[:, :, hidden:] if mask is None else p.new_empty(steps, batch, hidden)  # m * z
+        hs[0] = h0
+        for t in range(steps):
+            torch.addmm(p_rz[t], hs[t], u_rz, out=gates[t]).sigmoid_()
+            torch.mul(gates[t, :, :hidden], hs[t], out=reset_h[t])
+            torch.addmm(p_n[t], reset_h[t], u_n, out=candidate[t]).tanh_()
+            if mask is not None:
+                torch.mul(gates[t, :, hidden:], mask[t], out=update[t])
+            torch.sub(candidate[t], hs[t], out=delta)
+            torch.addcmul(hs[t], update[t], delta, out=hs[t + 1])
+        ctx.save_for_backward(weight_hh, hs, gates, update, candidate, reset_h, mask)
+        return hs[1:].transpose(0, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        weight_hh, hs, gates, update, candidate, reset_h, mask = ctx.saved_tensors
+        steps, batch, hidden = candidate.shape
+        u_r, u_z, u_n = weight_hh[:hidden], weight_hh[hidden : 2 * hidden], weight_hh[2 * hidden :]
+        g_out = grad_out.transpose(0, 1).contiguous()
+        h_prev = hs[:-1]
+        # separate contiguous buffers: writing into column slices of one [T, B, 3H] would copy
+        d_r, d_z, d_n = (hs.new_empty(steps, batch, hidden) for _ in range(3))
+        dh, d_reset_h = hs.new_zeros(batch, hidden), hs.new_empty(batch, hidden)
+        for t in range(steps - 1, -1, -1):  # per-step slices stay in cache, also for large B*H
+            r, z_sig, z, n, h = gates[t, :, :hidden], gates[t, :, hidden:], update[t], candidate[t], h_prev[t]
+            dh.add_(g_out[t])
+            torch.mul(dh * z, 1 - n * n, out=d_n[t])
+            torch.mm(d_n[t], u_n, out=d_reset_h)
+            torch.mul(d_reset_h * h, r * (1 - r), out=d_r[t])
+            dz = dh * (n - h) * (z_sig * (1 - z_sig))
+            torch.mul(dz, mask[t], out=d_z[t]) if mask is not None else d_z[t].copy_(dz)
+            dh.mul_(1 - z).addcmul_(d_reset_h, r).addmm_(d_r[t], u_r).addmm_(d_z[t], u_z)
+        rows = steps * batch
+        flat_h, flat_rh = h_prev.reshape(rows, hidden), reset_h.reshape(rows, hidden)
+        d_weight = torch.cat(
+            [
+                d_r.reshape(rows, hidden).t() @ flat_h,
+                d_z.reshape(rows, hidden).t() @ flat_h,
+                d_n.reshape(rows, hidden).t() @ flat_rh,
+            ]
+        )
+        return torch.cat([d_r, d_z, d_n], dim=2).transpose(0, 1), dh, d_weight, None
