@@ -146,7 +146,10 @@ def test_plugin_cell_trains_from_its_entry_point_with_no_yaml(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["cell=mingru", "cell.foo=1"], "cell 'mingru' has no option 'foo'; its options are: scan_method='auto', backend='auto'"),
+        (
+            ["cell=mingru", "cell.foo=1"],
+            "cell 'mingru' has no option 'foo'; its options are: scan_method='auto', backend='auto'",
+        ),
         (["cell=rnn,lstm", "cell.nonlinearity=relu"], "cell 'lstm' has no option 'nonlinearity'"),
         (["cell=layernorm_lstm", "cell.eps=abc"], "Value 'abc' of type 'str' could not be converted to Float"),
     ],
