@@ -97,21 +97,22 @@ class SeedExampleDataModule(TaskDataModule):
         return TensorDataset(*seed_example(self.samples, self.steps, self.features, self.split_seed(split)))
 
 
-class AddingDataModule(TaskDataModule):
-    """The adding problem; ``seq_len`` sets the memory span. Solved at MSE < 0.01."""
+class GeneratedDataModule(TaskDataModule):
+    """A task generated afresh per split: ``train_size``/``val_size``/``test_size`` sequences."""
 
     def __init__(
-        self,
-        seq_len: int = 100,
-        train_size: int = 10000,
-        val_size: int = 1000,
-        test_size: int = 1000,
-        batch_size: int = 64,
-        seed: int = 0,
-    ):
+        self, train_size: int = 10000, val_size: int = 1000, test_size: int = 1000, batch_size: int = 64, seed: int = 0
+    ) -> None:
         super().__init__(batch_size=batch_size, seed=seed)
-        self.seq_len = int(seq_len)
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
+
+
+class AddingDataModule(GeneratedDataModule):
+    """The adding problem; ``seq_len`` sets the memory span. Solved at MSE < 0.01."""
+
+    def __init__(self, seq_len: int = 100, **splits_and_batch: int) -> None:
+        super().__init__(**splits_and_batch)
+        self.seq_len = int(seq_len)
 
     @property
     def spec(self) -> TaskSpec:
@@ -129,21 +130,12 @@ class AddingDataModule(TaskDataModule):
         return TensorDataset(*adding_problem(self.sizes[split], self.seq_len, self.split_seed(split)))
 
 
-class CopyDataModule(TaskDataModule):
+class CopyDataModule(GeneratedDataModule):
     """The copy-memory task; ``delay`` blanks between the symbols and their recall."""
 
-    def __init__(
-        self,
-        delay: int = 20,
-        train_size: int = 10000,
-        val_size: int = 1000,
-        test_size: int = 1000,
-        batch_size: int = 64,
-        seed: int = 0,
-    ):
-        super().__init__(batch_size=batch_size, seed=seed)
+    def __init__(self, delay: int = 20, **splits_and_batch: int) -> None:
+        super().__init__(**splits_and_batch)
         self.delay = int(delay)
-        self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
 
     @property
     def spec(self) -> TaskSpec:
