@@ -14,7 +14,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,27 +31,6 @@ def config_dir() -> Path:
         if (candidate / "config.yaml").is_file():
             return candidate
     raise SeqframeError(f"seqframe's config tree was not found next to {package}; reinstall seqframe")
-
-
-class EpochTimer:
-    """Wall time of each training epoch (a Lightning callback, built lazily)."""
-
-    @staticmethod
-    def create():
-        import pytorch_lightning as pl
-
-        class _EpochTimer(pl.Callback):
-            def __init__(self) -> None:
-                self.durations: List[float] = []
-                self._start = 0.0
-
-            def on_train_epoch_start(self, trainer, pl_module) -> None:
-                self._start = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, pl_module) -> None:
-                self.durations.append(time.perf_counter() - self._start)
-
-        return _EpochTimer()
 
 
 def _number(value: Any) -> Optional[float]:
@@ -101,6 +80,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
+    from seqframe.callbacks import EpochTimer
     from seqframe.model import SequenceModel
 
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
@@ -126,7 +106,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             cell=OmegaConf.to_container(cfg.cell, resolve=True),
             **OmegaConf.to_container(cfg.model, resolve=True),
         )
-        timer = EpochTimer.create()
+        timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
             callbacks=[*_callbacks(cfg), timer],

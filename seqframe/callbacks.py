@@ -1,0 +1,22 @@
+"""Lightning callbacks seqframe adds to every run."""
+
+from __future__ import annotations
+
+import time
+from typing import List
+
+import pytorch_lightning as pl
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (its validation included), for summary.json."""
+
+    def __init__(self) -> None:
+        self.durations: List[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.durations.append(time.perf_counter() - self._start)
