@@ -179,13 +179,19 @@ def _user_error(exc: BaseException) -> Optional[BaseException]:
 def _hydra_task(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
 
-    print(OmegaConf.to_yaml(cfg))
+    from seqframe.distributed import check_launch
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    if rank_zero_only.rank == 0:
+        print(OmegaConf.to_yaml(cfg))
     try:
+        check_launch(cfg.trainer, multirun)
         summary = train(cfg)
     except Exception as exc:
         cause = _user_error(exc)
-        if cause is None or HydraConfig.get().mode == RunMode.MULTIRUN:
+        if cause is None or multirun:
             raise
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
         print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)

@@ -160,3 +160,52 @@ def test_bad_cell_options_fail_before_training(tmp_path, args, message):
     )
     assert result.returncode != 0 and message in result.stderr
     assert not list(tmp_path.rglob("summary.json")), "nothing may train"
+
+
+def test_multirun_with_relaunched_ddp_ranks_is_refused_before_training(tmp_path):
+    result = subprocess.run(
+        [str(BIN / "seqframe-train"), "-m", "cell=rnn,lstm", "hardware=ddp_cpu", *TINY, "hydra.sweep.dir=sweep"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "hardware=ddp_cpu_fork" in result.stderr and "torchrun" in result.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_multirun_on_forked_ddp_ranks(tmp_path):
+    run(["-m", "cell=rnn,lstm", "hardware=ddp_cpu_fork", *TINY, "hydra.sweep.dir=sweep"], tmp_path)
+    summaries = [summary(p.parent) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    assert sorted(s["cell"] for s in summaries) == ["lstm", "rnn"]
+    assert all(s["world_size"] == 2 and s["status"] == "finished" for s in summaries)
+    assert len(list(tmp_path.rglob("summary.json"))) == 2
+
+
+def _weights(run_dir: Path) -> dict:
+    import torch
+
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return checkpoint["state_dict"]
+
+
+def test_two_ddp_processes_equal_one_process_with_the_global_batch(tmp_path):
+    same = [
+        "cell=gru",
+        "data.seq_len=12",
+        "data.train_size=128",
+        "data.val_size=32",
+        "data.test_size=32",
+        "data.shuffle=false",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "test=false",
+    ]
+    run([*same, "hardware=ddp_cpu", "data.batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    run([*same, "hardware=cpu", "data.batch_size=16", "hydra.run.dir=single"], tmp_path)
+    assert summary(tmp_path / "ddp")["steps"] == summary(tmp_path / "single")["steps"] == 16
+    ddp, single = _weights(tmp_path / "ddp"), _weights(tmp_path / "single")
+    assert ddp.keys() == single.keys()
+    for name in ddp:
+        assert (ddp[name] - single[name]).abs().max() < 1e-5, name

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 TASKS = ("classify", "regress", "per_step")
 SPLITS = ("train", "val", "test")
@@ -56,11 +56,15 @@ class TaskDataModule(pl.LightningDataModule):
     """A data module whose splits are built in memory, seeded, and described by ``spec``.
 
     Subclasses implement :meth:`build` (one split -> a Dataset of ``(x, y)``
-    or ``(x, y, lengths)``) and :attr:`spec`.
+    or ``(x, y, lengths)``) and :attr:`spec`. ``batch_size`` is per process:
+    with N DDP processes a step sees N x batch_size sequences. ``shuffle=False``
+    keeps the training order fixed (then N processes with batch b see exactly
+    the batches one process with batch N x b sees).
     """
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()
+        self.shuffle = bool(shuffle)
         if int(batch_size) < 1:
             raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -85,19 +89,24 @@ class TaskDataModule(pl.LightningDataModule):
                 self.splits[split] = self.build(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """A loader of one split; under DDP each process reads its own share (a
+        DistributedSampler made here, so that ``shuffle=False`` is honoured:
+        the Trainer runs with ``use_distributed_sampler=False``)."""
         self.setup()
+        dataset = self.splits[split]
+        options = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
+            return DataLoader(dataset, sampler=sampler, **options)
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return DataLoader(dataset, shuffle=shuffle, generator=generator, **options)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -78,8 +78,16 @@ class SeedExampleDataModule(TaskDataModule):
     validation and test are fresh draws. The labels are random, so nothing can
     generalise: chance (accuracy 0.5, BCE ln 2) is the honest expectation on test."""
 
-    def __init__(self, samples: int = 100, steps: int = 10, features: int = 8, batch_size: int = 8, seed: int = 0):
-        super().__init__(batch_size=batch_size, seed=seed)
+    def __init__(
+        self,
+        samples: int = 100,
+        steps: int = 10,
+        features: int = 8,
+        batch_size: int = 8,
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
+        super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
         self.samples, self.steps, self.features = int(samples), int(steps), int(features)
 
     @property
@@ -101,9 +109,15 @@ class GeneratedDataModule(TaskDataModule):
     """A task generated afresh per split: ``train_size``/``val_size``/``test_size`` sequences."""
 
     def __init__(
-        self, train_size: int = 10000, val_size: int = 1000, test_size: int = 1000, batch_size: int = 64, seed: int = 0
+        self,
+        train_size: int = 10000,
+        val_size: int = 1000,
+        test_size: int = 1000,
+        batch_size: int = 64,
+        seed: int = 0,
+        shuffle: bool = True,
     ) -> None:
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
         self.sizes = {"train": int(train_size), "val": int(val_size), "test": int(test_size)}
 
 

@@ -62,8 +62,9 @@ class TextDataModule(TaskDataModule):
         max_chars: Optional[int] = None,
         batch_size: int = 32,
         seed: int = 0,
+        shuffle: bool = True,
     ):
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
         if not path:
             raise ValueError("data=text needs a file: add data.path=/path/to/corpus.txt to the command")
         self.path = Path(path).expanduser()
