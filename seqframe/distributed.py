@@ -11,7 +11,7 @@ launcher (torchrun, SLURM), do not have that problem.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from seqframe.errors import SeqframeError
 
@@ -38,6 +38,22 @@ def relaunches_from_command_line(trainer: Mapping[str, Any], environ: Mapping[st
     several = _devices(trainer) * int(trainer.get("num_nodes", 1) or 1) > 1
     launched_outside = any(name in environ for name in EXTERNAL_LAUNCHER_VARIABLES)
     return isinstance(strategy, str) and strategy in RELAUNCHING_STRATEGIES and several and not launched_outside
+
+
+def launched_by_torchrun(environ: Mapping[str, str] = os.environ) -> bool:
+    return "TORCHELASTIC_RUN_ID" in environ
+
+
+def check_run_dir_is_pinned(arguments: Sequence[str], environ: Mapping[str, str] = os.environ) -> None:
+    """Under torchrun every process composes its own config: a time-stamped run dir would differ
+    between them, so the run dir must be given on the command line."""
+    if launched_by_torchrun(environ) and not any(
+        a.lstrip("+").startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in arguments
+    ):
+        raise LaunchError(
+            "under torchrun each process composes its own config, so the default time-stamped run dir would "
+            "differ between them: add hydra.run.dir=outputs/<name> (the same on every node)"
+        )
 
 
 def check_launch(trainer: Mapping[str, Any], multirun: bool, environ: Mapping[str, str] = os.environ) -> None:

@@ -210,10 +210,12 @@ def main() -> None:
     import hydra
 
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
+    from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
 
     conf = config_dir()
     try:
+        check_run_dir_is_pinned(sys.argv[1:])
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:

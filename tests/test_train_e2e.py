@@ -209,3 +209,53 @@ def test_two_ddp_processes_equal_one_process_with_the_global_batch(tmp_path):
     assert ddp.keys() == single.keys()
     for name in ddp:
         assert (ddp[name] - single[name]).abs().max() < 1e-5, name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_through_torchrun_on_localhost(tmp_path):
+    port = _free_port()
+    args = ["hardware=multi_node", "trainer.accelerator=cpu", *TINY, "hydra.run.dir=run"]
+    nodes = [
+        subprocess.Popen(
+            [
+                str(BIN / "torchrun"),
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                str(BIN / "seqframe-train"),
+                *args,
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    s = summary(tmp_path / "run")
+    assert s["status"] == "finished" and s["world_size"] == 2 and s["hardware"] == "multi_node"
+    assert len(list(tmp_path.rglob("summary.json"))) == 1
+
+
+def test_torchrun_without_a_pinned_run_dir_is_refused(tmp_path):
+    env = {**os.environ, "TORCHELASTIC_RUN_ID": "x"}
+    result = subprocess.run(
+        [str(BIN / "seqframe-train"), "hardware=multi_node"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "add hydra.run.dir=outputs/<name>" in result.stderr
