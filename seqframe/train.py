@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-SUMMARY_FILE = "summary.json"
+from seqframe.sweep import SUMMARY_FILE, read_summary
 
 
 def config_dir() -> Path:
@@ -184,6 +184,10 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
     from seqframe.distributed import check_launch
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    previous = read_summary(Path(cfg.paths.output_dir)) if cfg.get("resume") else None
+    if previous is not None and previous.get("status") == "finished":
+        print(f"seqframe: {cfg.paths.output_dir} already finished (resume=true): skipped")
+        return previous.get("best_val")
     if rank_zero_only.rank == 0:
         print(OmegaConf.to_yaml(cfg))
     try:
@@ -191,7 +195,21 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         summary = train(cfg)
     except Exception as exc:
         cause = _user_error(exc)
-        if cause is None or multirun:
+        if multirun:  # recorded in the job's summary.json; the sweep goes on (SweepReport sums up)
+            output_dir = Path(cfg.paths.output_dir)
+            if read_summary(output_dir) is None:  # refused before training started
+                write_summary(
+                    output_dir,
+                    {
+                        "status": "failed",
+                        "cell": cfg.cell.get("name"),
+                        "data": _choice("data", ""),
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+            print(f"\nseqframe-train: job failed: {cause or exc!r}", file=sys.stderr)
+            return None
+        if cause is None:
             raise
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
         print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)

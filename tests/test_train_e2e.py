@@ -259,3 +259,28 @@ def test_torchrun_without_a_pinned_run_dir_is_refused(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "add hydra.run.dir=outputs/<name>" in result.stderr
+
+
+def test_a_failing_job_does_not_stop_the_sweep_and_the_sweep_reports_it(tmp_path):
+    command = [str(BIN / "seqframe-train"), "-m", "model.hidden_size=8,-1,4", *TINY, "hydra.sweep.dir=sweep"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    statuses = [summary(tmp_path / "sweep" / str(job))["status"] for job in range(3)]
+    assert statuses == ["finished", "failed", "finished"]
+    assert "hidden_size must be positive" in summary(tmp_path / "sweep" / "1")["error"]
+    assert "2 finished, 1 failed" in result.stdout and "job 1: gru on adding: failed" in result.stdout
+    assert "resume=true" in result.stderr
+
+
+def test_resume_skips_the_jobs_that_finished(tmp_path):
+    args = ["-m", "cell=rnn,lstm", *TINY, "hydra.sweep.dir=sweep"]
+    run(args, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").glob("*/summary.json")}
+    (tmp_path / "sweep" / "1" / "summary.json").unlink()  # as if job 1 had been killed
+    result = run([*args, "resume=true"], tmp_path)
+    assert result.stdout.count("already finished (resume=true): skipped") == 1
+    assert (tmp_path / "sweep" / "0" / "summary.json").stat().st_mtime_ns == stamps[
+        tmp_path / "sweep" / "0" / "summary.json"
+    ]
+    assert summary(tmp_path / "sweep" / "1")["status"] == "finished"
+    assert "2 finished, 0 failed" in result.stdout
