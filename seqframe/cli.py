@@ -100,6 +100,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from seqframe.report import report
+
+    try:
+        print(report([Path(d) for d in args.dirs], Path(args.out) if args.out else None))
+    except FileNotFoundError as exc:
+        print(f"seqframe report: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -111,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold.add_argument("name", help="the cell's name, as users will type it: cell=NAME")
     scaffold.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
     scaffold.set_defaults(handler=cmd_new_cell)
+    report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
+    report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
+    report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
+    report.set_defaults(handler=cmd_report)
     bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
     bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
     bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")

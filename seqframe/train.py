@@ -118,6 +118,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             baseline=spec.baseline,
             target=spec.target,
             monitor=cfg.monitor,
+            monitor_mode=cfg.monitor_mode,
             parameters=sum(p.numel() for p in model.parameters()),
             paths=model.rnn.paths(),
             gates=model.rnn.cells[0].gates,
