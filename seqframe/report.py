@@ -86,8 +86,14 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
     summary = read_summary(run_dir) or {"status": "missing"}
     monitor = summary.get("monitor") or ""
     metric = monitor.split("/", 1)[-1]
-    steps, seconds = time_to_target(summary, _validation_curve(run_dir, monitor))
+    curve = _validation_curve(run_dir, monitor)
+    steps, seconds = time_to_target(summary, curve)
+    epoch_times = summary.get("epoch_times") or []
     return {
+        "_curve": [
+            (step, sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None, value)
+            for epoch, step, value in curve
+        ],
         "run": str(run_dir),
         "cell": summary.get("cell"),
         "task": summary.get("data"),
@@ -158,10 +164,19 @@ def report(directories: Sequence[Path], out: Optional[Path] = None) -> str:
         text += markdown_table(("cell", "task", "overrides", "runs", *GROUPED), groups) + "\n"
     target = out or directories[0]
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        from seqframe.report_plots import plot_bars, plot_curves
+    except ImportError:
+        text += "\n(Plots need matplotlib: pip install 'seqframe[report]'.)\n"
+    else:
+        plot_curves(rows, target / "curves.png")
+        plot_bars(rows, target / "bars.png")
+        text += "\n![validation curves](curves.png)\n\n![time per epoch and parameters](bars.png)\n"
     (target / "report.md").write_text(text)
     with (target / "report.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    (target / "report.json").write_text(json.dumps({"runs": rows, "groups": groups}, indent=2, default=str) + "\n")
+    plain = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+    (target / "report.json").write_text(json.dumps({"runs": plain, "groups": groups}, indent=2, default=str) + "\n")
     return text

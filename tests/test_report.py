@@ -43,6 +43,13 @@ def test_report_of_a_sweep_with_seeds_and_a_failed_job(tmp_path):
             assert float(row["test"]) == summary["test"]["test/mse"]
             assert float(row["baseline"]) == 1 / 6 and int(row["parameters"]) == summary["parameters"]
             assert row["steps_to_target"] in ("not reached", *(str(s) for s in range(1, 100)))
+    import matplotlib.image
+
+    for name in ("curves.png", "bars.png"):
+        png = out / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in result.stdout
+        height, width = matplotlib.image.imread(png).shape[:2]
+        assert height > 200 and width > 200
     groups = json.loads((out / "report.json").read_text())["groups"]
     assert sorted((g["cell"], g["runs"]) for g in groups) == [("gru", 2), ("rnn", 2)]
     rnn = [
