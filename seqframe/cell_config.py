@@ -16,10 +16,8 @@ from typing import Any, Iterable, List, Sequence, Type
 
 from seqframe.cells.base import Cell
 from seqframe.errors import CellOptionError
-from seqframe.options import cell_options, describe_options, option_types, plain_types
+from seqframe.options import RUNNER_KEYS, cell_options, describe_options, option_types, plain_types
 from seqframe.plugins import get_cell, list_cells
-
-RUNNER_KEYS = ("name", "backend")  # cell config keys that are not constructor options
 
 
 def cell_schema(cls: Type[Cell]) -> type:

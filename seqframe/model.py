@@ -19,10 +19,10 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from seqframe.data.base import TaskSpec
 from seqframe.layers import Recurrent
+from seqframe.options import RUNNER_KEYS
 
 IGNORE_INDEX = -100  # per-step targets at padded steps
 ENCODERS = ("auto", "none", "linear", "embedding")
-RUNNER_KEYS = ("name", "backend")  # keys of the cell config that are not cell options
 STAGES = ("train", "val", "test")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 3e-3}
 

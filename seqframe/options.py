@@ -14,6 +14,7 @@ from seqframe.cells.base import Cell
 from seqframe.errors import CellOptionError
 
 PLAIN_TYPES = (int, float, bool, str)
+RUNNER_KEYS = ("name", "backend")  # keys of a cell config that are not constructor options
 
 
 def cell_options(cls: Type[Cell]) -> Dict[str, inspect.Parameter]:

@@ -3,18 +3,11 @@
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-TINY = [
-    "data.seq_len=10",
-    "data.train_size=128",
-    "data.val_size=64",
-    "data.test_size=64",
-    "trainer.max_epochs=2",
-    "trainer.enable_progress_bar=false",
-]
+from runs import BIN, tiny
+
+TINY = tiny(epochs=2)
 
 
 def test_report_of_a_sweep_with_seeds_and_a_failed_job(tmp_path):

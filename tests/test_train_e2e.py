@@ -1,38 +1,15 @@
 """The training app end to end, through the real console script in subprocesses."""
 
 import csv
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from runs import BIN, run, summary, tiny
 from venvs import REPO, build_wheel, make_venv, pip_install, run_in, site_packages
 
-BIN = Path(sys.executable).parent
-TINY = [
-    "data.seq_len=10",
-    "data.train_size=128",
-    "data.val_size=64",
-    "data.test_size=64",
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def run(args, cwd, exe=BIN / "seqframe-train", timeout=400):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    env["PYTHONUNBUFFERED"] = "1"
-    result = subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{exe.name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    )
-    return result
-
-
-def summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
+TINY = tiny()
 
 
 def test_default_run_beats_the_baseline(tmp_path):
