@@ -1,0 +1,50 @@
+"""Loading checkpoints safely: tensors and plain values only, never arbitrary pickled code.
+
+Every place seqframe reads a checkpoint (resume, evaluate, predict, export)
+goes through :func:`load_checkpoint`, so a checkpoint from an untrusted source
+cannot execute anything: ``torch.load(weights_only=True)`` refuses any
+pickled object that is not a tensor or a plain container, and we turn that
+refusal into a message that says what happened and what to do.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Union
+
+from seqframe.errors import SeqframeError
+
+
+class CheckpointError(SeqframeError):
+    """A checkpoint that is missing, unreadable, or holds objects seqframe will not unpickle."""
+
+
+def _refused_object(exc: Exception) -> str:
+    """The line of torch's message that names the object it refused (its other lines suggest unsafe loading)."""
+    for line in str(exc).splitlines():
+        if "GLOBAL" in line or "Unsupported" in line:
+            return "torch refused: " + line.split("error:", 1)[-1].strip()
+    return ""
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[str, Any]:
+    """The checkpoint at ``path`` as a dict, loaded weights-only."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (give a .ckpt file or a run dir holding checkpoints/)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} holds pickled objects other than tensors and plain values, so it was not loaded "
+            f"(loading it could run arbitrary code). Only load checkpoints you trust; seqframe's own checkpoints "
+            f"never need this. {_refused_object(exc)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {path} could not be read ({exc}); is it a whole torch checkpoint?") from exc
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {path} is a {type(checkpoint).__name__}, not a Lightning checkpoint dict")
+    return checkpoint
