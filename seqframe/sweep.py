@@ -45,6 +45,10 @@ class SweepReport(Callback):
     """At the end of a multirun: a one-screen report, and exit status 1 if any job failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from seqframe.distributed import is_rank_zero
+
+        if not is_rank_zero():  # under torchrun every rank runs the sweep; the others may not have written yet
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         summaries = read_summaries(sweep_dir) if sweep_dir.is_dir() else []
         failed = [s for s in summaries if s.get("status") != "finished"]

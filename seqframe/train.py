@@ -81,6 +81,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from hydra.utils import instantiate
 
     from seqframe.callbacks import EpochTimer
+    from seqframe.data.batching import per_process_batch_size, without_global_batch_size
     from seqframe.model import SequenceModel
 
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
@@ -98,7 +99,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     trainer = None
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data)
+        data_config, global_batch = without_global_batch_size(cfg.data)
+        datamodule = instantiate(data_config)
         spec = datamodule.spec
         _resolve_monitor(cfg, spec)
         model = SequenceModel(
@@ -113,6 +115,9 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
         )
+        if global_batch is not None:
+            processes = trainer.num_devices * trainer.num_nodes
+            datamodule.batch_size = per_process_batch_size(datamodule.batch_size, global_batch, processes)
         summary.update(
             task=spec.task,
             baseline=spec.baseline,
@@ -132,6 +137,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             final_val=_number(trainer.callback_metrics.get(cfg.monitor)),
             epochs=trainer.current_epoch,
             world_size=trainer.world_size,
+            batch_size={"per_process": datamodule.batch_size, "global": datamodule.batch_size * trainer.world_size},
             steps=trainer.global_step,
             time_per_epoch=sum(timer.durations) / len(timer.durations) if timer.durations else None,
             epoch_times=timer.durations,
@@ -180,19 +186,20 @@ def _user_error(exc: BaseException) -> Optional[BaseException]:
 def _hydra_task(cfg: DictConfig) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from pytorch_lightning.utilities import rank_zero_only
 
-    from seqframe.distributed import check_launch
+    from seqframe.distributed import check_launch, is_rank_zero
 
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
+    sweep_plugins = [hydra_config[group].get("_target_", "") for group in ("sweeper", "launcher")]
     previous = read_summary(Path(cfg.paths.output_dir)) if cfg.get("resume") else None
     if previous is not None and previous.get("status") == "finished":
         print(f"seqframe: {cfg.paths.output_dir} already finished (resume=true): skipped")
         return previous.get("best_val")
-    if rank_zero_only.rank == 0:
+    if is_rank_zero():
         print(OmegaConf.to_yaml(cfg))
     try:
-        check_launch(cfg.trainer, multirun)
+        check_launch(cfg.trainer, multirun, sweep_plugins=sweep_plugins)
         summary = train(cfg)
     except Exception as exc:
         cause = _user_error(exc)
@@ -215,7 +222,7 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
         print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
         sys.exit(2)
-    if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+    if is_rank_zero() and summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
         _report(summary)
     return summary.get("best_val")
 
@@ -229,12 +236,13 @@ def main() -> None:
     import hydra
 
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
-    from seqframe.distributed import check_run_dir_is_pinned
+    from seqframe.distributed import check_run_dir_is_pinned, check_submitit_installed
     from seqframe.errors import SeqframeError
 
     conf = config_dir()
     try:
         check_run_dir_is_pinned(sys.argv[1:])
+        check_submitit_installed(sys.argv[1:])
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:

@@ -68,13 +68,6 @@ def test_resume_from_last_checkpoint_continues(tmp_path):
     assert epochs == {"1"}, "the resumed run must train only the epoch after the checkpoint"
 
 
-def test_ddp_cpu_runs_two_processes_and_writes_one_summary(tmp_path):
-    run(["hardware=ddp_cpu", *TINY, "hydra.run.dir=ddp"], tmp_path)
-    s = summary(tmp_path / "ddp")
-    assert s["status"] == "finished" and s["world_size"] == 2 and s["hardware"] == "ddp_cpu"
-    assert len(list(tmp_path.rglob("summary.json"))) == 1
-
-
 def test_wheel_install_runs_from_another_directory(tmp_path):
     """A real wheel in a fresh venv: the config tree must come from the installed package."""
     venv = make_venv(tmp_path / "venv")

@@ -12,7 +12,9 @@ from typing import Dict, Optional
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from seqframe.data.sharding import shard_sampler
 
 TASKS = ("classify", "regress", "per_step")
 SPLITS = ("train", "val", "test")
@@ -100,7 +102,7 @@ class TaskDataModule(pl.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
         }
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
+            sampler = shard_sampler(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train")
             return DataLoader(dataset, sampler=sampler, **options)
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(dataset, shuffle=shuffle, generator=generator, **options)
