@@ -107,8 +107,20 @@ def check_submitit_installed(arguments: Sequence[str]) -> None:
         )
 
 
+def require_submitit_job(environ: Mapping[str, str] = os.environ) -> None:
+    """Ranks taken from submitit's tasks need a submitit job, which Hydra's launcher only starts with -m."""
+    if not inside_submitit_job(environ):
+        raise LaunchError(
+            "hardware=slurm / slurm_local runs each rank as a task of a submitit job, and Hydra only uses "
+            "its launcher in a multirun: add -m (a sweep of one job is fine), e.g. "
+            "seqframe-train -m hardware=slurm trainer.devices=4"
+        )
+
+
 def check_submitit_ranks(trainer: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> None:
     """Inside a submitit job, every rank must be one of its tasks, and there must be one task per device."""
+    if uses_submitit_ranks(trainer):
+        require_submitit_job(environ)
     if not inside_submitit_job(environ):
         return
     if not uses_submitit_ranks(trainer):
@@ -145,6 +157,7 @@ def check_launch(
         raise LaunchError(
             f"a multirun (-m) cannot use strategy={trainer.get('strategy')!r}: Lightning would start the other "
             "ranks by re-running this command, and they would re-run the sweep and join the wrong jobs. Use "
-            "hardware=ddp_cpu_fork (strategy=ddp_fork) on CPUs, trainer.strategy=ddp_spawn, start the ranks "
-            "with torchrun (hardware=multi_node) or a cluster launcher, or run the jobs one by one without -m."
+            "hardware=ddp_cpu_fork (strategy=ddp_fork) on CPUs, start the ranks with torchrun "
+            "(hardware=multi_node, hydra.sweep.dir pinned) or through submitit (hardware=slurm), or run the "
+            "jobs one by one without -m."
         )

@@ -16,7 +16,7 @@ from typing import Optional
 
 from lightning_fabric.plugins.environments import ClusterEnvironment
 
-from seqframe.distributed import LaunchError, inside_submitit_job
+from seqframe.distributed import inside_submitit_job, require_submitit_job
 
 PORTS = (10000, 30000)  # below Linux's ephemeral range (32768-60999), so no client socket holds it
 
@@ -37,12 +37,7 @@ class SubmititEnvironment(ClusterEnvironment):
 
     def __init__(self, main_port: Optional[int] = None) -> None:
         super().__init__()
-        if not inside_submitit_job():
-            raise LaunchError(
-                "hardware=slurm / slurm_local runs each rank as a task of a submitit job, and Hydra only uses "
-                "its launcher in a multirun: add -m (a sweep of one job is fine), e.g. "
-                "seqframe-train -m hardware=slurm trainer.devices=4"
-            )
+        require_submitit_job()
         import submitit
 
         self._job = submitit.JobEnvironment()

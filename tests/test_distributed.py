@@ -81,7 +81,9 @@ def test_slurm_hardware_outside_a_submitit_job_says_to_add_multirun(monkeypatch)
     from seqframe.submitit_env import SubmititEnvironment
 
     monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
-    with pytest.raises(LaunchError, match="add -m"):
+    with pytest.raises(LaunchError, match="add -m"):  # refused before training by seqframe-train
+        check_launch(SUBMITIT_TRAINER, multirun=False, environ={}, sweep_plugins=BASIC)
+    with pytest.raises(LaunchError, match="add -m"):  # and by the environment itself (Python API)
         SubmititEnvironment()
 
 
@@ -152,13 +154,15 @@ def test_ddp_cpu_with_a_global_batch_syncs_metrics_over_unequal_shards_and_repor
     args = [f"data.{k}={v}" for k, v in sizes.items()]
     result = run(
         ["hardware=ddp_cpu", *args, "data.global_batch_size=16", "trainer.max_epochs=1",
-         "trainer.enable_progress_bar=false", "hydra.run.dir=ddp"],
+         "trainer.enable_progress_bar=false"],
         tmp_path,
     )
-    s = summary(tmp_path / "ddp")
+    # the default run dir is time-stamped (${now:...}); the relaunched rank 1 is given rank 0's, so there is one
+    run_dirs = [p for p in tmp_path.glob("outputs/*/*") if p.is_dir()]
+    assert len(run_dirs) == 1 and len(list(tmp_path.rglob("summary.json"))) == 1
+    s = summary(run_dirs[0])
     assert s["status"] == "finished" and s["world_size"] == 2 and s["hardware"] == "ddp_cpu"
     assert s["batch_size"] == {"per_process": 8, "global": 16} and s["steps"] == 128 // 16
-    assert len(list(tmp_path.rglob("summary.json"))) == 1
     # rank 1's stdout is the same pipe: the config and the final report come from rank 0 only
     assert result.stdout.count("hidden_size:") == 1 and result.stdout.count("seqframe: outputs in") == 1
     # 65 test sequences on 2 ranks: shards of 33 and 32; the synced metric is the MSE over all 65, once each
