@@ -106,6 +106,45 @@ def test_submitit_environment_gives_every_task_the_same_address_and_port(monkeyp
     assert all(10000 <= port_for_job(str(job)) < 30000 for job in range(200))
 
 
+def test_on_slurm_the_first_host_of_the_job_is_the_main_address(monkeypatch):
+    from seqframe.submitit_env import SubmititEnvironment, port_for_job
+
+    slurm_task = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "777",
+        "SLURM_JOB_NODELIST": "gpu[3-4]",
+        "SLURM_NTASKS": "8",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+    }
+    for name, value in slurm_task.items():
+        monkeypatch.setenv(name, value)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    env = SubmititEnvironment()
+    assert (env.global_rank(), env.local_rank(), env.node_rank(), env.world_size()) == (5, 1, 1, 8)
+    assert env.main_address == "gpu3" and env.main_port == port_for_job("777")
+    monkeypatch.setenv("MASTER_PORT", "12345")
+    assert env.main_port == 12345
+
+
+def test_slurm_hardware_composes_the_launcher_from_the_trainer_settings():
+    from hydra import compose, initialize_config_dir
+
+    from seqframe.train import config_dir
+
+    overrides = ["hardware=slurm", "trainer.devices=4", "trainer.num_nodes=2", "hydra.launcher.partition=gpu"]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher") and launcher["partition"] == "gpu"
+    assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
+    assert cfg.trainer.plugins[0]._target_ == "seqframe.submitit_env.SubmititEnvironment"
+
+
 def test_slurm_hardware_without_the_launcher_plugin_says_how_to_install_it(monkeypatch):
     import importlib.util
 
