@@ -220,7 +220,8 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         if cause is None:
             raise
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
-        print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
+        if (Path(cfg.paths.output_dir) / SUMMARY_FILE).exists():  # not when refused before training
+            print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
         sys.exit(2)
     if is_rank_zero() and summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
         _report(summary)
