@@ -6,6 +6,11 @@ wrong job (or, with a sweeper, trains other hyper-parameters) and the sweep
 still exits 0. Strategies that fork or spawn their ranks from the running
 process (``ddp_fork``, ``ddp_spawn``), and ranks started by an outside
 launcher (torchrun, SLURM), do not have that problem.
+
+Outside launchers bring their own rules, checked here too: under torchrun
+every rank runs the sweep itself (only an ordered sweep keeps them in the same
+jobs, in a pinned sweep dir); under submitit every rank must be one of the
+job's tasks (``hardware=slurm``, see :mod:`seqframe.submitit_env`).
 """
 
 from __future__ import annotations
