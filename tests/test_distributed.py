@@ -211,8 +211,8 @@ def test_ddp_cpu_with_a_global_batch_syncs_metrics_over_unequal_shards_and_repor
 
 
 def test_submitit_local_sweep_runs_each_job_as_two_task_ranks(tmp_path):
-    result = run(["-m", "hardware=slurm_local", "cell=rnn,lstm", *TINY, "hydra.sweep.dir=sweep"], tmp_path)
-    sweep = tmp_path / "sweep"
+    result = run(["-m", "hardware=slurm_local", "cell=rnn,lstm", *TINY], tmp_path)
+    [sweep] = tmp_path.glob("multirun/*/*")  # the default, time-stamped sweep dir: resolved once, for all tasks
     summaries = sorted((summary(p.parent) for p in sweep.glob("*/summary.json")), key=lambda s: s["cell"])
     assert [s["cell"] for s in summaries] == ["lstm", "rnn"]
     # 128 sequences, batch 64 per rank, 2 ranks: one step per epoch (one process would take two)
