@@ -46,6 +46,9 @@ class SequenceModel(pl.LightningModule):
         optimizer: ``{"_target_": "torch.optim.Adam", "lr": ...}`` (any optimizer class).
         scheduler: ``None`` or ``{"_target_": ..., **kwargs}``, plus optional
             ``interval`` (``epoch``/``step``) and ``monitor`` (for ReduceLROnPlateau).
+        data_state: what the data module fitted on the training split (normalisation,
+            classes, vocabulary) as plain values, kept in checkpoints so that
+            evaluation, prediction and export read new data the same way.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SequenceModel(pl.LightningModule):
         embed_dim: int = 32,
         optimizer: Optional[Dict[str, Any]] = None,
         scheduler: Optional[Dict[str, Any]] = None,
+        data_state: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -8,7 +8,7 @@ and describe them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -62,6 +62,8 @@ class TaskDataModule(pl.LightningDataModule):
     the batches one process with batch N x b sees).
     """
 
+    collate_fn: Optional[Callable] = None  # how a loader batches items (file data pads per batch)
+
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()
         self.shuffle = bool(shuffle)
@@ -98,6 +100,7 @@ class TaskDataModule(pl.LightningDataModule):
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
+            "collate_fn": self.collate_fn,
         }
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
