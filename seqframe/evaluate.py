@@ -27,6 +27,7 @@ def evaluate(
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
+    from seqframe.data.files import pad_batch
     from seqframe.trained import load_run
 
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -42,7 +43,7 @@ def evaluate(
                 f"--file needs file data (data=csv/numpy/text); this run used {type(datamodule).__name__}"
             )
         _, dataset = datamodule.read_new(file, with_targets=True)
-        loader = DataLoader(dataset, batch_size=datamodule.batch_size, collate_fn=datamodule.collate_fn)
+        loader = DataLoader(dataset, batch_size=datamodule.batch_size, collate_fn=pad_batch)
         results = trainer.test(model, dataloaders=loader, verbose=False)
     else:
         results = trainer.test(model, dataloaders=datamodule._loader(split, shuffle=False), verbose=False)

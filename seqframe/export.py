@@ -58,7 +58,7 @@ def describe(fmt: str, deployable, run, steps: int) -> Dict[str, Any]:
     spec = deployable.model.spec
     state = run.data_state or {}
     features = (
-        {"x": f"int64 [batch, {steps}] token ids", "vocabulary": state.get("itos")}
+        {"x": f"int64 [batch, {steps}] token ids (the ids of 'classes')"}
         if spec.vocab_size is not None
         else {"x": f"float32 [batch, {steps}, {spec.input_size}] raw features", "features": state.get("features")}
     )

@@ -37,37 +37,41 @@ def run_batches(deployable, dataset, batch_size: int) -> List[np.ndarray]:
     return rows
 
 
+MAX_PROBABILITY_COLUMNS = 20  # more classes (a word vocabulary): the CSV gives the top class's probability only
+
+
 def output_names(state: Dict[str, Any], width: int) -> List[str]:
     """Column names of the outputs: ``p_<class>`` per class, else ``value_<k>``."""
-    if state.get("classes") is not None:
-        return [f"p_{c}" for c in state["classes"]]
-    return [f"value_{k}" for k in range(width)]
+    classes = state.get("classes")
+    if classes is None:
+        return [f"value_{k}" for k in range(width)]
+    return [f"p_{c}" for c in classes] if len(classes) <= MAX_PROBABILITY_COLUMNS else ["p_prediction"]
 
 
 def write_predictions(out: Path, ids: Sequence[Any], rows: List[np.ndarray], state: Dict[str, Any]) -> None:
     """``.npy``: ``[N, C]`` probabilities / values (per step: ``[N, T, C]``, NaN after each length);
     ``.csv``: id, predicted class (or values), one row per sequence (per step: per sequence and step)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    classes = state.get("classes")
+    per_step = rows[0].ndim == 2
     if out.suffix == ".npy":
-        longest = max(len(r) for r in rows) if rows[0].ndim == 2 else None
-        if longest is None:
+        if not per_step:
             np.save(out, np.stack(rows))
-        else:
-            padded = np.full((len(rows), longest, rows[0].shape[1]), np.nan, dtype=rows[0].dtype)
-            for i, r in enumerate(rows):
-                padded[i, : len(r)] = r
-            np.save(out, padded)
+            return
+        padded = np.full((len(rows), max(len(r) for r in rows), rows[0].shape[1]), np.nan, dtype=rows[0].dtype)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+        np.save(out, padded)
         return
-    names = output_names(state, rows[0].shape[-1])
+    classes, names = state.get("classes"), output_names(state, rows[0].shape[-1])
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        per_step = rows[0].ndim == 2
         writer.writerow(["id", *(["step"] if per_step else []), *(["prediction"] if classes else []), *names])
         for seq_id, row in zip(ids, rows):
             for step, values in enumerate(row if per_step else [row]):
-                label = [classes[int(np.argmax(values))]] if classes else []
-                writer.writerow([seq_id, *([step] if per_step else []), *label, *(f"{v:.7g}" for v in values)])
+                best = int(np.argmax(values))
+                label = [classes[best]] if classes else []
+                shown = [values[best]] if names == ["p_prediction"] else values
+                writer.writerow([seq_id, *([step] if per_step else []), *label, *(f"{v:.7g}" for v in shown)])
 
 
 def predict(run: str, file: str, out: str, overrides: Sequence[str] = (), batch_size: int = 256) -> int:
@@ -100,7 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (SeqframeError, FileNotFoundError, ValueError) as exc:
         print(f"seqframe-predict: error: {exc}", file=sys.stderr)
         return 2
-    print(f"seqframe-predict: {count} predictions written to {args.out}")
+    print(f"seqframe-predict: predictions for {count} sequences written to {args.out}")
     return 0
 
 
