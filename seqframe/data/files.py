@@ -190,7 +190,7 @@ class FileDataModule(TaskDataModule):
         seqs = self.read(path, with_targets)
         if not seqs.xs:
             raise DataFileError(f"{path}: no sequences found; give a file with at least one data row")
-        limit = self.max_len if self.max_len is not None else self.state.get("max_len")
+        limit = self.max_len
         if limit is not None:
             long = [i for i, x in enumerate(seqs.xs) if len(x) > int(limit)]
             if long and self.too_long == "error":
