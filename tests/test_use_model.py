@@ -133,3 +133,23 @@ def test_csv_series_train_evaluate_predict_export_onnx(tmp_path):
     out = run_exported(tmp_path, "onnx", run_dir / "export" / "model.onnx", x, lengths)
     expected = np.array([[float(row["p_high"]), float(row["p_low"])] for row in predicted])
     assert np.abs(out - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("cell", ["rnn", "peephole_lstm", "mingru", "layernorm_lstm"])
+def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
+    """What the README claims: built-in and plugin cells export (bidirectional, padded); the flows
+    above export lstm (pt2) and gru (ONNX) and run them without seqframe."""
+    import torch
+
+    from seqframe.deploy import Deployable
+    from seqframe.export import _write, example_inputs
+    from seqframe.model import SequenceModel
+
+    task = {"task": "classify", "num_outputs": 3, "input_size": 4, "monitor": "val/loss", "mode": "min"}
+    model = SequenceModel(task, {"name": cell, "backend": "loop"}, hidden_size=6, bidirectional=True)
+    deployable = Deployable(model.eval(), {"mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 1.0, 0.5, 1.0]})
+    with torch.no_grad():
+        exported = _write("pt2", deployable, *example_inputs(model, 3, 4), tmp_path / "m.pt2")
+        for batch in (1, 5):
+            x, lengths = example_inputs(model, batch, 4, seed=batch)
+            assert (exported(x, lengths) - deployable(x, lengths)).abs().max() <= 1e-5
