@@ -23,7 +23,8 @@ class Deployable(nn.Module):
         super().__init__()
         self.model = model
         state = data_state or {}
-        self.normalize = bool(normalize and state.get("mean") is not None)
+        features = model.spec.vocab_size is None  # token ids are never normalised
+        self.normalize = bool(normalize and features and state.get("mean") is not None)
         if self.normalize:
             self.register_buffer("mean", torch.tensor(state["mean"], dtype=torch.float32))
             self.register_buffer("std", torch.tensor(state["std"], dtype=torch.float32))

@@ -84,6 +84,10 @@ def predict(run: str, file: str, out: str, overrides: Sequence[str] = (), batch_
         raise SeqframeError(f"--out {out}: give a .csv or .npy file name")
     trained = load_run(run)
     datamodule = trained.data_module(overrides)
+    if not hasattr(datamodule, "read_new"):
+        raise SeqframeError(
+            f"seqframe-predict reads files (data=csv, numpy or text); this run used {type(datamodule).__name__}"
+        )
     sequences, dataset = datamodule.read_new(file, with_targets=False)
     deployable = Deployable(trained.model(), trained.data_state, normalize=False)  # the dataset is normalised
     rows = run_batches(deployable, dataset, batch_size)

@@ -239,3 +239,12 @@ def test_forecast_many_to_one_targets_are_the_next_steps(tmp_path):
 def test_word_tokens():
     assert tokenize("Hello, world!\nBye  now", "word") == ["Hello", ",", "world", "!", "\n", "Bye", "now"]
     assert tokenize("ab c", "char") == ["a", "b", " ", "c"]
+
+
+def test_wide_format_rows_are_sequences_with_trailing_blanks(tmp_path):
+    rows = [[f"r{i}", 1.0 * i, 2.0, *([3.0] if i % 2 else [""]), i % 3] for i in range(12)]
+    path = write_csv(tmp_path / "wide.csv", ["name", "x0", "x1", "x2", "label"], rows)
+    dm = CsvDataModule(path=str(path), format="wide", id_column="name", target_column="label", normalize=False)
+    assert dm.sequences.ids == [f"r{i}" for i in range(12)]
+    assert [x.ravel().tolist() for x in dm.sequences.xs[:2]] == [[0.0, 2.0], [1.0, 2.0, 3.0]]
+    assert dm.spec.num_outputs == 3 and dm.spec.input_size == 1 and dm.data_state["classes"] == [0, 1, 2]

@@ -135,7 +135,7 @@ def test_csv_series_train_evaluate_predict_export_onnx(tmp_path):
     assert np.abs(out - expected).max() <= 1e-5
 
 
-@pytest.mark.parametrize("cell", ["rnn", "peephole_lstm", "mingru", "layernorm_lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "peephole_lstm", "mingru", "layernorm_lstm", "gru on tokens"])
 def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
     """What the README claims: built-in and plugin cells export (bidirectional, padded); the flows
     above export lstm (pt2) and gru (ONNX) and run them without seqframe."""
@@ -146,10 +146,48 @@ def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
     from seqframe.model import SequenceModel
 
     task = {"task": "classify", "num_outputs": 3, "input_size": 4, "monitor": "val/loss", "mode": "min"}
-    model = SequenceModel(task, {"name": cell, "backend": "loop"}, hidden_size=6, bidirectional=True)
+    if cell.endswith("tokens"):  # a language model: token ids in, probabilities per step out
+        task.update(task="per_step", input_size=None, vocab_size=3)
+    name = cell.split()[0]
+    model = SequenceModel(task, {"name": name, "backend": "loop"}, hidden_size=6, bidirectional=name != "gru")
     deployable = Deployable(model.eval(), {"mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 1.0, 0.5, 1.0]})
     with torch.no_grad():
         exported = _write("pt2", deployable, *example_inputs(model, 3, 4), tmp_path / "m.pt2")
         for batch in (1, 5):
             x, lengths = example_inputs(model, batch, 4, seed=batch)
             assert (exported(x, lengths) - deployable(x, lengths)).abs().max() <= 1e-5
+
+
+def test_word_level_text_trains_evaluates_and_predicts_every_token(tmp_path):
+    rng = np.random.default_rng(2)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", ","]
+    lines = [" ".join(rng.choice(words, size=7)) + " ." for _ in range(400)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines))
+    (tmp_path / "new.txt").write_text("the zebra sat on a mat .\nthe dog ran")  # 'zebra': never seen
+    run_dir = tmp_path / "run"
+    data = ["data=text", "data.path=corpus.txt", "data.tokens=word", "data.seq_len=8", "data.batch_size=64"]
+    run([*data, "model.hidden_size=8", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", *QUIET], tmp_path)
+    assert summary(run_dir)["test"]["test/bpc"] < summary(run_dir)["baseline"]["bpc"] + 1
+
+    checkpoint = str(run_dir / "checkpoints" / "last.ckpt")  # a checkpoint file works as well as its run dir
+    run([checkpoint, "--file", "new.txt", "--out", "metrics.json"], tmp_path, exe=BIN / "seqframe-eval")
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) == {"file/loss", "file/acc", "file/bpc"}
+
+    run([str(run_dir), "new.txt", "--out", "p.csv"], tmp_path, exe=BIN / "seqframe-predict")
+    with (tmp_path / "p.csv").open() as handle:
+        predicted = list(csv.DictReader(handle))
+    assert [int(r["id"]) + int(r["step"]) for r in predicted] == list(range(11))  # all 11 tokens, in order
+    assert {r["prediction"] for r in predicted} <= set(words) | {".", "\n", "\ufffd"}
+
+
+def test_a_checkpoint_with_pickled_code_is_refused(tmp_path):
+    import pickle
+
+    from seqframe.checkpoints import CheckpointError
+    from seqframe.trained import load_run
+
+    (tmp_path / "checkpoints").mkdir()
+    with (tmp_path / "checkpoints" / "last.ckpt").open("wb") as handle:
+        pickle.dump({"state_dict": {}, "hyper_parameters": {"hook": print}}, handle)
+    with pytest.raises(CheckpointError, match="could run arbitrary code"):
+        load_run(tmp_path)
