@@ -14,6 +14,8 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor, nn
 
+from seqframe.data.base import REGRESSION_TASKS
+
 
 class Deployable(nn.Module):
     """``forward(x, lengths)``: raw features ``[B, T, F]`` (or token ids ``[B, T]``) and
@@ -35,7 +37,7 @@ class Deployable(nn.Module):
         if self.normalize:
             x = (x - self.mean) / self.std
         out = self.model(x, lengths)
-        if self.task == "regress":
+        if self.task in REGRESSION_TASKS:
             return out
         if self.binary:
             p = torch.sigmoid(out)

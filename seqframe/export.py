@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from seqframe.data.base import PER_STEP_TASKS, REGRESSION_TASKS
 from seqframe.errors import SeqframeError
 
 FORMATS = ("pt2", "onnx")
@@ -62,7 +63,7 @@ def describe(fmt: str, deployable, run, steps: int) -> Dict[str, Any]:
         if spec.vocab_size is not None
         else {"x": f"float32 [batch, {steps}, {spec.input_size}] raw features", "features": state.get("features")}
     )
-    output = f"values [batch, {spec.num_outputs}]" if spec.task == "regress" else "class probabilities"
+    output = f"values [batch, {spec.num_outputs}]" if spec.task in REGRESSION_TASKS else "class probabilities"
     return {
         "format": fmt,
         "checkpoint": str(run.checkpoint),
@@ -70,7 +71,7 @@ def describe(fmt: str, deployable, run, steps: int) -> Dict[str, Any]:
         "task": spec.task,
         "inputs": {**features, "lengths": f"int64 [batch], each in 1..{steps}: valid steps; pad x after them"},
         "max_len": steps,
-        "output": output + (" [batch, T, C]" if spec.task == "per_step" else ""),
+        "output": output + (" at every step: [batch, T, ...]" if spec.task in PER_STEP_TASKS else ""),
         "classes": state.get("classes"),
         "normalisation": "applied inside the model" if deployable.normalize else "none",
     }

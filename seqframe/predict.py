@@ -25,6 +25,7 @@ def run_batches(deployable, dataset, batch_size: int) -> List[np.ndarray]:
     import torch
     from torch.utils.data import DataLoader
 
+    from seqframe.data.base import PER_STEP_TASKS
     from seqframe.data.files import pad_batch
 
     rows: List[np.ndarray] = []
@@ -33,7 +34,7 @@ def run_batches(deployable, dataset, batch_size: int) -> List[np.ndarray]:
             x, _, *rest = batch
             lengths = rest[0] if rest else torch.full((len(x),), x.shape[1], dtype=torch.long)
             out = deployable(x, lengths).numpy()
-            rows += [o[: int(n)] if deployable.task == "per_step" else o for o, n in zip(out, lengths)]
+            rows += [o[: int(n)] if deployable.task in PER_STEP_TASKS else o for o, n in zip(out, lengths)]
     return rows
 
 

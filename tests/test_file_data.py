@@ -248,3 +248,34 @@ def test_wide_format_rows_are_sequences_with_trailing_blanks(tmp_path):
     assert dm.sequences.ids == [f"r{i}" for i in range(12)]
     assert [x.ravel().tolist() for x in dm.sequences.xs[:2]] == [[0.0, 2.0], [1.0, 2.0, 3.0]]
     assert dm.spec.num_outputs == 3 and dm.spec.input_size == 1 and dm.data_state["classes"] == [0, 1, 2]
+
+
+def test_forecast_many_to_many_targets_every_step_and_padding_is_not_scored(tmp_path):
+    from seqframe.model import SequenceModel
+
+    rows = [[f"s{s}", t, 10 * s + t] for s in range(10) for t in range(3 + s % 4)]
+    path = write_csv(tmp_path / "m.csv", ["id", "t", "a"], rows)
+    dm = CsvDataModule(
+        path=str(path),
+        time_column="t",
+        target_column="a",
+        horizon=2,
+        forecast="many_to_many",
+        normalize=False,
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
+    assert dm.spec.task == "per_step_regress" and dm.spec.num_outputs == 2 and dm.spec.monitor == "val/mse"
+    index = dm.sequences.ids.index("s3")  # 6 steps: a = 30..35
+    assert dm.sequences.xs[index].ravel().tolist() == [30, 31, 32, 33]
+    assert dm.sequences.ys[index].tolist() == [[31, 32], [32, 33], [33, 34], [34, 35]]
+    dm.setup()
+    items = sorted((dm.splits["train"][i] for i in range(len(dm.splits["train"]))), key=lambda item: -item[2])
+    x, y, lengths = pad_batch(items[:1] + items[-1:])
+    assert lengths.tolist()[0] > lengths.tolist()[1] and torch.isnan(y[1, lengths[1] :]).all()
+    model = SequenceModel(dm.spec.as_dict(), {"name": "gru"}, hidden_size=4)
+    output = model(x, lengths)
+    assert output.shape == (2, x.shape[1], 2)
+    valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    loss, _, _ = model._loss(output, y)
+    assert loss.item() == pytest.approx(((output - y)[valid] ** 2).mean().item(), rel=1e-6)

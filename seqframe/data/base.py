@@ -14,7 +14,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-TASKS = ("classify", "regress", "per_step")
+TASKS = ("classify", "regress", "per_step", "per_step_regress")
+REGRESSION_TASKS = ("regress", "per_step_regress")  # real-valued targets: MSE
+PER_STEP_TASKS = ("per_step", "per_step_regress")  # an output at every step
 SPLITS = ("train", "val", "test")
 
 
@@ -23,7 +25,8 @@ class TaskSpec:
     """The contract between a data module and the model.
 
     * ``task``: ``classify`` (one label per sequence), ``regress`` (one
-      vector per sequence) or ``per_step`` (a label at every step).
+      vector per sequence), ``per_step`` (a label at every step) or
+      ``per_step_regress`` (a vector at every step, e.g. many-to-many forecasts).
     * ``input_size``: features per step for real-valued inputs ``[B, T, F]``;
       ``vocab_size``: for token inputs ``[B, T]`` (int64). Exactly one is set.
     * ``num_outputs``: classes (2 means binary, one logit) or regression size.

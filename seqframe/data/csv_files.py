@@ -10,9 +10,10 @@
 
 ``split_column`` (optional) puts each sequence in ``train``/``val``/``test``;
 without it the split is by fraction and seed. ``horizon=H`` turns the task
-into forecasting: the input is a sequence without its last ``H`` steps and
-the target the ``target_column`` value(s) on those steps (many-to-one, a
-regression of ``H x targets`` values).
+into forecasting: the input is a sequence without its last ``H`` steps;
+``forecast=many_to_one`` learns the ``target_column`` value(s) on those steps
+(a regression of ``H x targets`` values), ``forecast=many_to_many`` learns at
+every step ``t`` the values of the ``H`` steps after ``t``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from seqframe.data.base import SPLITS
 from seqframe.data.files import DataFileError, FileDataModule, Sequences, check_finite
 
 FORMATS = ("long", "wide")
+FORECASTS = ("many_to_one", "many_to_many")
 
 
 def _number(text: str, path: Path, line: int, column: str) -> float:
@@ -70,17 +72,21 @@ class CsvDataModule(FileDataModule):
         target_column: Union[None, str, Sequence[str]] = "target",
         split_column: Optional[str] = None,
         horizon: Optional[int] = None,
+        forecast: str = "many_to_one",
         **options: Any,
     ) -> None:
         if format not in FORMATS:
             raise DataFileError(f"data.format={format!r} is not valid; choose long or wide")
+        if forecast not in FORECASTS:
+            raise DataFileError(f"data.forecast={forecast!r} is not valid; choose many_to_one or many_to_many")
         if horizon is not None and int(horizon) < 1:
             raise DataFileError(f"data.horizon={horizon} must be a positive number of steps (or null)")
         self.format, self.id_column, self.time_column = format, id_column, time_column
         self.feature_columns, self.targets = _as_list(feature_columns), _as_list(target_column) or []
         self.split_column, self.horizon = split_column, None if horizon is None else int(horizon)
+        self.forecast = forecast
         if self.horizon is not None:
-            options.setdefault("task", "regress")
+            options.setdefault("task", "regress" if forecast == "many_to_one" else "per_step_regress")
         super().__init__(path=path, **options)
 
     def _rows(self, path: Path) -> tuple[List[str], List[Dict[str, str]]]:
@@ -215,7 +221,8 @@ class CsvDataModule(FileDataModule):
         return Sequences(xs, ys if with_targets else None, ids, where, ["value"], split or None)
 
     def _forecast(self, path: Path, seqs: Sequences) -> Sequences:
-        """Many-to-one forecasting: inputs without the last ``horizon`` steps, targets on them.
+        """Inputs without the last ``horizon`` steps; targets: the values on those steps
+        (many-to-one) or, at every step t, on steps t+1..t+horizon (many-to-many).
         Sequences of ``horizon`` steps or fewer have nothing to read: dropped and counted."""
         h = self.horizon
         keep = [i for i, x in enumerate(seqs.xs) if len(x) > h]
@@ -224,8 +231,12 @@ class CsvDataModule(FileDataModule):
         for i, where in enumerate(out.where):
             target = out.ys[i]
             check_finite(target, path, "the forecast target", [where] * len(target))
-            out.ys[i] = target[-h:].reshape(-1)
-            out.xs[i] = out.xs[i][:-h]
+            steps = len(target) - h
+            if self.forecast == "many_to_one":
+                out.ys[i] = target[-h:].reshape(-1)
+            else:
+                out.ys[i] = np.stack([target[t + 1 : t + 1 + h].reshape(-1) for t in range(steps)])
+            out.xs[i] = out.xs[i][:steps]
         if short:
             out.dropped["shorter_than_horizon_plus_one"] = short
             print(f"seqframe: {path}: dropped {short} sequences with at most data.horizon={h} steps")

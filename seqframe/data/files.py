@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from seqframe.data.base import SPLITS, TaskDataModule, TaskSpec
+from seqframe.data.base import REGRESSION_TASKS, SPLITS, TaskDataModule, TaskSpec
 from seqframe.errors import SeqframeError
 
 IGNORE_INDEX = -100  # per-step targets at padded steps (the model's IGNORE_INDEX)
-FILE_TASKS = ("auto", "classify", "regress", "per_step")
+FILE_TASKS = ("auto", "classify", "regress", "per_step", "per_step_regress")
 TOO_LONG = ("error", "drop")
 
 
@@ -111,11 +111,13 @@ class SequenceList(Dataset):
 
 def pad_batch(items) -> tuple:
     """Pad a batch to its own longest sequence: ``(x, y)`` when all have that length,
-    else ``(x, y, lengths)``; per-step targets are padded with IGNORE_INDEX."""
+    else ``(x, y, lengths)``; per-step labels are padded with IGNORE_INDEX, per-step values with NaN."""
     xs, ys, lengths = zip(*items)
     x = torch.nn.utils.rnn.pad_sequence(list(xs), batch_first=True)
     if ys[0].dim() >= 1 and len(ys[0]) == len(xs[0]) and ys[0].dtype == torch.long:  # per-step labels
         y = torch.nn.utils.rnn.pad_sequence(list(ys), batch_first=True, padding_value=IGNORE_INDEX)
+    elif ys[0].dim() == 2 and len(ys[0]) == len(xs[0]):  # per-step values
+        y = torch.nn.utils.rnn.pad_sequence(list(ys), batch_first=True, padding_value=float("nan"))
     else:
         y = torch.stack(ys)
     lengths = torch.tensor(lengths, dtype=torch.long)
@@ -253,7 +255,7 @@ class FileDataModule(TaskDataModule):
                 task = "per_step"
             else:
                 task = "classify" if first.dtype.kind in "iubUSO" else "regress"
-        if task == "regress":
+        if task in REGRESSION_TASKS:
             return task, None
         values = np.concatenate([np.asarray(y).reshape(-1) for y in seqs.ys])
         classes = sorted(set(values.tolist()))
@@ -268,11 +270,16 @@ class FileDataModule(TaskDataModule):
     def _num_outputs(task: str, classes: Optional[list], seqs: Sequences) -> int:
         if classes is not None:
             return len(classes)
-        return int(np.asarray(seqs.ys[0]).size)
+        first = np.asarray(seqs.ys[0])
+        return int(first.shape[-1]) if task == "per_step_regress" else int(first.size)
 
     def encode_targets(self, seqs: Sequences) -> Tensor | List[Tensor]:
         """Targets as tensors: class indices (unknown labels are an error naming the sequence), or floats."""
         task, classes = self.state["task"], self.state["classes"]
+        if task == "per_step_regress":  # [T_i, K] per sequence: pad_batch pads them
+            for y, where in zip(seqs.ys, seqs.where):
+                check_finite(np.asarray(y, dtype=np.float64), self.path, "the target", [where] * len(y))
+            return [torch.tensor(np.asarray(y), dtype=torch.float32) for y in seqs.ys]
         if task == "regress":
             y = np.stack([np.asarray(v, dtype=np.float64).reshape(-1) for v in seqs.ys])
             check_finite(y, self.path, "the target", seqs.where)
@@ -333,9 +340,9 @@ class FileDataModule(TaskDataModule):
     @property
     def spec(self) -> TaskSpec:
         task, n = self.state["task"], int(self.state["num_outputs"])
-        if task == "regress":
+        if task in REGRESSION_TASKS:
             return TaskSpec(
-                task="regress", num_outputs=n, input_size=len(self.state["features"]), monitor="val/mse", mode="min"
+                task=task, num_outputs=n, input_size=len(self.state["features"]), monitor="val/mse", mode="min"
             )
         baseline = {"acc": 1.0 / n, "loss": math.log(n)}
         return TaskSpec(
