@@ -46,7 +46,8 @@ def evaluate(
         loader = DataLoader(dataset, batch_size=datamodule.batch_size, collate_fn=pad_batch)
         results = trainer.test(model, dataloaders=loader, verbose=False)
     else:
-        results = trainer.test(model, dataloaders=datamodule._loader(split, shuffle=False), verbose=False)
+        loaders = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader}
+        results = trainer.test(model, dataloaders=loaders.get(split, datamodule.test_dataloader)(), verbose=False)
     return {key.replace("test/", f"{split if file is None else 'file'}/"): float(v) for key, v in results[0].items()}
 
 

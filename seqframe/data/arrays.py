@@ -37,6 +37,8 @@ class NumpyDataModule(FileDataModule):
     The other keys are :class:`~seqframe.data.files.FileDataModule`'s.
     """
 
+    format_name = "numpy"
+
     def __init__(
         self,
         path: Optional[str] = None,

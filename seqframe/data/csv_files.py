@@ -62,6 +62,8 @@ class CsvDataModule(FileDataModule):
     (task, fractions, max_len, normalisation).
     """
 
+    format_name = "csv"
+
     def __init__(
         self,
         path: Optional[str] = None,

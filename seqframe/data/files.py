@@ -139,6 +139,8 @@ class FileDataModule(TaskDataModule):
             ``seqframe-eval``/``seqframe-predict`` so new data is read as in training.
     """
 
+    format_name = "file"  # what users type: data=csv, data=numpy
+
     def __init__(
         self,
         path: Optional[str] = None,
@@ -154,7 +156,6 @@ class FileDataModule(TaskDataModule):
         data_state: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
-        self.name = type(self).__name__
         if task not in FILE_TASKS:
             raise DataFileError(f"data.task={task!r} is not valid; choose one of {', '.join(FILE_TASKS)}")
         if too_long not in TOO_LONG:
@@ -179,7 +180,7 @@ class FileDataModule(TaskDataModule):
     # -- shared logic ---------------------------------------------------------------
     def check_path(self, path: Optional[str]) -> Path:
         if not path:
-            raise DataFileError(f"{self.name} needs a file: add data.path=/path/to/file to the command")
+            raise DataFileError(f"data={self.format_name} needs a file: add data.path=/path/to/file to the command")
         resolved = Path(path).expanduser()
         if not resolved.is_file():
             raise DataFileError(f"data.path={path!r}: no such file (relative paths start at the current directory)")
@@ -216,7 +217,7 @@ class FileDataModule(TaskDataModule):
         train = [x for x, name in zip(seqs.xs, names) if name == "train"]
         mean, std = fit_normalisation(train) if self.normalize else (None, None)
         self.state = {
-            "format": self.name,
+            "format": self.format_name,
             "task": task,
             "features": seqs.features,
             "classes": classes,
