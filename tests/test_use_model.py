@@ -115,7 +115,8 @@ def test_csv_series_train_evaluate_predict_export_onnx(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["id", "t", "temp", "load"])
         writer.writerows(new_rows)
-    run([str(run_dir), "new.csv", "--out", "p.csv"], tmp_path, exe=BIN / "seqframe-predict")
+    best = trained["best_checkpoint"]  # a checkpoint file works as well as its run dir
+    run([best, "new.csv", "--out", "p.csv"], tmp_path, exe=BIN / "seqframe-predict")
     with (tmp_path / "p.csv").open() as handle:
         predicted = list(csv.DictReader(handle))
     assert [row["id"] for row in predicted] == new_ids  # one row per sequence, in the file's order
