@@ -111,6 +111,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from seqframe.export import export, sidecar
+
+    target = export(args.run, args.format, args.out, args.max_len)
+    print(f"wrote {target} (checked against the trained model) and {sidecar(target)} (inputs, outputs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -126,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
     report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
     report.set_defaults(handler=cmd_report)
+    export = commands.add_parser("export", help="write a trained model that runs without seqframe (pt2 or ONNX)")
+    export.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
+    export.add_argument("--format", choices=("pt2", "onnx"), default="pt2", help="pt2: torch.export; onnx: onnxruntime")
+    export.add_argument("--out", help="the file to write (default: RUN/export/model.FORMAT)")
+    export.add_argument("--max-len", type=int, help="the time size of the exported model (default: the data's max_len)")
+    export.set_defaults(handler=cmd_export)
     bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
     bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
     bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")

@@ -187,6 +187,8 @@ class Recurrent(nn.Module):
         batch, steps = x.shape[:2]
         if lengths.shape != (batch,):
             raise ValueError(f"lengths must have shape [{batch}] (one per sequence), got {tuple(lengths.shape)}")
+        if torch.compiler.is_exporting():  # a traced graph cannot branch on values; exported models document the range
+            return lengths
         if bool((lengths < 1).any()) or bool((lengths > steps).any()):
             raise ValueError(f"every length must be in 1..{steps} (the padded time size), got {lengths.tolist()}")
         return lengths

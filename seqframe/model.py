@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from seqframe.data.base import TaskSpec
+from seqframe.data.base import PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
 from seqframe.layers import Recurrent
 from seqframe.options import RUNNER_KEYS
 
@@ -46,6 +46,9 @@ class SequenceModel(pl.LightningModule):
         optimizer: ``{"_target_": "torch.optim.Adam", "lr": ...}`` (any optimizer class).
         scheduler: ``None`` or ``{"_target_": ..., **kwargs}``, plus optional
             ``interval`` (``epoch``/``step``) and ``monitor`` (for ReduceLROnPlateau).
+        data_state: what the data module fitted on the training split (normalisation,
+            classes, vocabulary) as plain values, kept in checkpoints so that
+            evaluation, prediction and export read new data the same way.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SequenceModel(pl.LightningModule):
         embed_dim: int = 32,
         optimizer: Optional[Dict[str, Any]] = None,
         scheduler: Optional[Dict[str, Any]] = None,
+        data_state: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -88,7 +92,7 @@ class SequenceModel(pl.LightningModule):
     def _build_metrics(self) -> nn.ModuleDict:
         """The task's metrics plus the mean loss; updated on-device each step, synced and logged per epoch."""
         spec = self.spec
-        if spec.task == "regress":
+        if spec.task in REGRESSION_TASKS:
             metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
         elif self.binary:
             metrics = {"acc": BinaryAccuracy(validate_args=False)}  # the model makes valid inputs: skip the checks
@@ -103,7 +107,7 @@ class SequenceModel(pl.LightningModule):
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
         out, _ = self.rnn(self.encoder(x), lengths=lengths)
-        if self.spec.task == "per_step":
+        if self.spec.task in PER_STEP_TASKS:
             return self.head(out)
         return self.head(self._summarise(out, lengths))
 
@@ -119,6 +123,10 @@ class SequenceModel(pl.LightningModule):
 
     def _loss(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(loss, predictions, targets)`` in the shapes the metrics take."""
+        if self.spec.task == "per_step_regress":  # padded steps hold NaN targets: left out
+            valid = ~torch.isnan(y).any(-1)
+            output, y = output[valid], y[valid].to(output.dtype)
+            return F.mse_loss(output, y), output, y
         if self.spec.task == "regress":
             y = y.view_as(output).to(output.dtype)
             return F.mse_loss(output, y), output, y
@@ -132,8 +140,12 @@ class SequenceModel(pl.LightningModule):
     def _shared_step(self, batch, stage: str) -> Tensor:
         x, y, *rest = batch
         lengths = rest[0] if rest else None
-        if lengths is not None and self.spec.task == "per_step":
-            y = y.masked_fill(torch.arange(y.shape[1], device=y.device) >= lengths.to(y.device)[:, None], IGNORE_INDEX)
+        if lengths is not None and self.spec.task in PER_STEP_TASKS:
+            padded = torch.arange(y.shape[1], device=y.device) >= lengths.to(y.device)[:, None]
+            if self.spec.task == "per_step":
+                y = y.masked_fill(padded, IGNORE_INDEX)
+            else:
+                y = y.masked_fill(padded.unsqueeze(-1), float("nan"))
         loss, predictions, targets = self._loss(self(x, lengths), y)
         metrics = getattr(self, f"{stage}_metrics")
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)

@@ -107,6 +107,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             task=spec.as_dict(),
             cell=OmegaConf.to_container(cfg.cell, resolve=True),
             **OmegaConf.to_container(cfg.model, resolve=True),
+            data_state=getattr(datamodule, "data_state", None),
         )
         timer = EpochTimer()
         trainer = instantiate(
@@ -128,6 +129,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             paths=model.rnn.paths(),
             gates=model.rnn.cells[0].gates,
             has_cell_state=model.rnn.cells[0].has_cell_state,
+            data_report=getattr(datamodule, "report", None),
         )
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         checkpoint = trainer.checkpoint_callback

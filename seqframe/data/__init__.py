@@ -1,6 +1,8 @@
 """Built-in data modules: each a LightningDataModule that states its task (:class:`TaskSpec`)."""
 
+from seqframe.data.arrays import NumpyDataModule
 from seqframe.data.base import TaskDataModule, TaskSpec
+from seqframe.data.csv_files import CsvDataModule
 from seqframe.data.synthetic import AddingDataModule, CopyDataModule, SeedExampleDataModule
 from seqframe.data.text import TextDataModule
 
@@ -11,4 +13,6 @@ __all__ = [
     "AddingDataModule",
     "CopyDataModule",
     "TextDataModule",
+    "CsvDataModule",
+    "NumpyDataModule",
 ]

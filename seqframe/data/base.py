@@ -8,7 +8,7 @@ and describe them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqframe.data.sharding import shard_sampler
 
-TASKS = ("classify", "regress", "per_step")
+TASKS = ("classify", "regress", "per_step", "per_step_regress")
+REGRESSION_TASKS = ("regress", "per_step_regress")  # real-valued targets: MSE
+PER_STEP_TASKS = ("per_step", "per_step_regress")  # an output at every step
 SPLITS = ("train", "val", "test")
 
 
@@ -25,7 +27,8 @@ class TaskSpec:
     """The contract between a data module and the model.
 
     * ``task``: ``classify`` (one label per sequence), ``regress`` (one
-      vector per sequence) or ``per_step`` (a label at every step).
+      vector per sequence), ``per_step`` (a label at every step) or
+      ``per_step_regress`` (a vector at every step, e.g. many-to-many forecasts).
     * ``input_size``: features per step for real-valued inputs ``[B, T, F]``;
       ``vocab_size``: for token inputs ``[B, T]`` (int64). Exactly one is set.
     * ``num_outputs``: classes (2 means binary, one logit) or regression size.
@@ -64,6 +67,8 @@ class TaskDataModule(pl.LightningDataModule):
     the batches one process with batch N x b sees).
     """
 
+    collate_fn: Optional[Callable] = None  # how a loader batches items (file data pads per batch)
+
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()
         self.shuffle = bool(shuffle)
@@ -100,6 +105,7 @@ class TaskDataModule(pl.LightningDataModule):
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
+            "collate_fn": self.collate_fn,
         }
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             sampler = shard_sampler(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train")

@@ -1,36 +1,54 @@
-"""Character-level language modelling over any text file (``data=text data.path=...``)."""
+"""Language modelling over any text file (``data=text data.path=...``), by characters or words.
+
+``tokens=char`` reads every character; ``tokens=word`` reads words and
+punctuation marks (``\\w+`` runs and single other characters; newlines are
+kept as tokens, other white space only separates). The vocabulary comes from
+the training split and is saved with the model (``data_state``).
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
 from seqframe.data.base import SPLITS, TaskDataModule, TaskSpec
+from seqframe.data.files import DataFileError, SequenceList, SequenceListPerStep, Sequences
 
-UNKNOWN = "\ufffd"  # id 0: characters of val/test that training never saw
+UNKNOWN = "\ufffd"  # id 0: tokens of val/test (or new files) that training never saw
+TOKENS = ("char", "word")
+WORD = re.compile(r"\w+|\n|[^\w\s]")
 
 
-class CharVocabulary:
-    """Characters of the training split, sorted; id 0 stands for any unseen character."""
+def tokenize(text: str, tokens: str = "char") -> List[str]:
+    """``char``: every character; ``word``: words, punctuation marks and newlines."""
+    return list(text) if tokens == "char" else WORD.findall(text)
 
-    def __init__(self, text: str) -> None:
-        self.itos: List[str] = [UNKNOWN] + sorted(set(text) - {UNKNOWN})
-        self.stoi: Dict[str, int] = {ch: i for i, ch in enumerate(self.itos)}
+
+class Vocabulary:
+    """Tokens of the training split, sorted (or a saved list); id 0 stands for any unseen token."""
+
+    def __init__(self, tokens: Iterable[str], itos: Optional[List[str]] = None) -> None:
+        self.itos: List[str] = list(itos) if itos is not None else [UNKNOWN] + sorted(set(tokens) - {UNKNOWN})
+        self.stoi: Dict[str, int] = {token: i for i, token in enumerate(self.itos)}
 
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, text: str) -> Tensor:
-        return torch.tensor([self.stoi.get(ch, 0) for ch in text], dtype=torch.long)
+    def encode(self, tokens: Iterable[str]) -> Tensor:
+        return torch.tensor([self.stoi.get(token, 0) for token in tokens], dtype=torch.long)
 
-    def decode(self, ids) -> str:
-        return "".join(self.itos[int(i)] for i in ids)
+    def decode(self, ids, separator: str = "") -> str:
+        return separator.join(self.itos[int(i)] for i in ids)
+
+
+CharVocabulary = Vocabulary  # a str iterates over its characters
 
 
 def windows(ids: Tensor, seq_len: int) -> Tuple[Tensor, Tensor]:
@@ -41,17 +59,19 @@ def windows(ids: Tensor, seq_len: int) -> Tuple[Tensor, Tensor]:
     return x, y
 
 
-def unigram_entropy_bits(text: str) -> float:
-    """Bits per character of the best predictor that ignores context (the baseline)."""
+def unigram_entropy_bits(text: Sequence[str]) -> float:
+    """Bits per token of the best predictor that ignores context (the baseline)."""
     counts = Counter(text)
     total = sum(counts.values())
     return -sum(c / total * math.log2(c / total) for c in counts.values())
 
 
 class TextDataModule(TaskDataModule):
-    """Next-character prediction. The file is split by position: the first
+    """Next-token prediction. The file's tokens are split by position: the first
     ``1 - val_fraction - test_fraction`` for training (which fixes the
-    vocabulary), then validation, then test; each cut into windows of ``seq_len``."""
+    vocabulary), then validation, then test; each cut into windows of ``seq_len``
+    (the last ``< seq_len`` tokens of a split make no window: counted in ``report``).
+    ``bpc`` is bits per token (per word with ``tokens=word``)."""
 
     def __init__(
         self,
@@ -63,8 +83,13 @@ class TextDataModule(TaskDataModule):
         batch_size: int = 32,
         seed: int = 0,
         shuffle: bool = True,
+        tokens: str = "char",
+        data_state: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
+        if tokens not in TOKENS:
+            raise ValueError(f"data.tokens={tokens!r} is not valid; choose char or word")
+        self.tokens = tokens
         if not path:
             raise ValueError("data=text needs a file: add data.path=/path/to/corpus.txt to the command")
         self.path = Path(path).expanduser()
@@ -74,17 +99,19 @@ class TextDataModule(TaskDataModule):
             raise ValueError("data.val_fraction and data.test_fraction must be in (0, 1) and sum to less than 1")
         self.seq_len = int(seq_len)
         text = self.path.read_text(encoding="utf-8", errors="replace")
-        text = text[:max_chars] if max_chars else text
+        text = tokenize(text[:max_chars] if max_chars else text, tokens)
         n = len(text)
         cut_val, cut_test = int(n * (1 - val_fraction - test_fraction)), int(n * (1 - test_fraction))
         self.texts = {"train": text[:cut_val], "val": text[cut_val:cut_test], "test": text[cut_test:]}
         for split in SPLITS:
             if len(self.texts[split]) <= self.seq_len:
                 raise ValueError(
-                    f"{self.path}: the {split} split has {len(self.texts[split])} characters, not more than "
+                    f"{self.path}: the {split} split has {len(self.texts[split])} {tokens} tokens, not more than "
                     f"data.seq_len={self.seq_len}; use a longer file, a smaller seq_len or larger fractions"
                 )
-        self.vocabulary = CharVocabulary(self.texts["train"])
+        saved = (data_state or {}).get("classes")
+        self.vocabulary = Vocabulary(self.texts["train"], itos=saved)
+        self.report = {"unused_tail_tokens": {s: (len(t) - 1) % self.seq_len for s, t in self.texts.items()}}
 
     @property
     def spec(self) -> TaskSpec:
@@ -100,3 +127,26 @@ class TextDataModule(TaskDataModule):
 
     def build(self, split: str) -> Dataset:
         return TensorDataset(*windows(self.vocabulary.encode(self.texts[split]), self.seq_len))
+
+    @property
+    def data_state(self) -> Dict[str, Any]:
+        """The vocabulary (``classes``: id -> token) and tokenisation, saved with the model."""
+        return {"format": "text", "tokens": self.tokens, "classes": self.vocabulary.itos, "max_len": self.seq_len}
+
+    def read_new(self, path: str | Path, with_targets: bool) -> Tuple[Sequences, Dataset]:
+        """Every token of a new file, in windows of ``seq_len`` (the last one shorter): with
+        targets, the next token of each position (the file's last token has none, so it is no input)."""
+        resolved = Path(path).expanduser()
+        if not resolved.is_file() or resolved.stat().st_size == 0:
+            raise DataFileError(f"{path}: no such file or an empty one; give a UTF-8 text file")
+        ids = self.vocabulary.encode(tokenize(resolved.read_text(encoding="utf-8", errors="replace"), self.tokens))
+        inputs = ids[:-1] if with_targets else ids
+        if len(inputs) == 0:
+            raise DataFileError(f"{path}: fewer than 2 tokens; give a longer text")
+        starts = range(0, len(inputs), self.seq_len)
+        xs = [inputs[i : i + self.seq_len] for i in starts]
+        names = [f"tokens {i}-{i + len(x) - 1}" for i, x in zip(starts, xs)]
+        seqs = Sequences([x.numpy() for x in xs], None, list(starts), names, [])
+        if not with_targets:
+            return seqs, SequenceList(xs, None)
+        return seqs, SequenceListPerStep(xs, [ids[i + 1 : i + 1 + len(x)] for i, x in zip(starts, xs)])

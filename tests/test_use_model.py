@@ -1,0 +1,204 @@
+"""Your data in, your model out, through the real console scripts:
+write a file -> seqframe-train -> seqframe-eval -> seqframe-predict -> seqframe export
+-> run the exported file in a Python process where seqframe cannot be imported."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from runs import BIN, run, summary
+
+QUIET = ["trainer.enable_progress_bar=false", "logger=csv"]
+
+# Runs an exported model with seqframe made unimportable: its editable-install finders are
+# removed and the check fails if `import seqframe` still works. Only torch or onnxruntime remain.
+RUN_EXPORTED = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path_importer_cache.clear()
+try:
+    import seqframe
+except ImportError:
+    pass
+else:
+    raise SystemExit("seqframe is importable: " + str(seqframe.__file__))
+import numpy as np
+fmt, model, inputs, out = sys.argv[1:5]
+data = np.load(inputs)
+if fmt == "pt2":
+    import torch
+    program = torch.export.load(model).module()
+    y = program(torch.from_numpy(data["x"]), torch.from_numpy(data["lengths"])).detach().numpy()
+else:
+    import onnxruntime
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    y = session.run(None, {"x": data["x"], "lengths": data["lengths"]})[0]
+np.save(out, y)
+"""
+
+
+def run_exported(tmp_path, fmt, model, x, lengths):
+    """The exported model's output for ``x``/``lengths``, computed without seqframe."""
+    np.savez(tmp_path / "inputs.npz", x=x.astype(np.float32), lengths=lengths.astype(np.int64))
+    script = tmp_path / "run_exported.py"
+    script.write_text(RUN_EXPORTED)
+    out = tmp_path / "exported_out.npy"
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), fmt, str(model), str(tmp_path / "inputs.npz"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return np.load(out)
+
+
+def test_keras_npz_trains_predicts_and_exports(tmp_path):
+    """(seqframe-eval is exercised by the CSV flow below: one run of each script per format is enough.)"""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 10, 8)), rng.integers(0, 2, size=(100, 1))  # the spec's Keras data
+    np.savez(tmp_path / "keras.npz", X=X, y=y)
+    run_dir = tmp_path / "run"
+    run(["experiment=seed_keras", "data=numpy", "data.path=keras.npz", f"hydra.run.dir={run_dir}", *QUIET], tmp_path)
+    trained = summary(run_dir)
+    assert trained["parameters"] == 1617 and trained["task"] == "classify"
+
+    new = tmp_path / "new.npz"
+    np.savez(new, X=X[::-1][:30])  # no y needed to predict
+    run([str(run_dir), str(new), "--out", "p.npy"], tmp_path, exe=BIN / "seqframe-predict")
+    probabilities = np.load(tmp_path / "p.npy")
+    assert probabilities.shape == (30, 2) and np.allclose(probabilities.sum(1), 1)
+
+    run(["export", str(run_dir), "--format", "pt2"], tmp_path, exe=BIN / "seqframe")
+    exported = run_dir / "export" / "model.pt2"
+    info = json.loads((run_dir / "export" / "model.pt2.json").read_text())
+    assert info["max_len"] == 10 and info["classes"] == [0, 1]
+    out = run_exported(tmp_path, "pt2", exported, X[::-1][:30], np.full(30, 10))
+    assert np.abs(out - probabilities).max() <= 1e-5
+
+
+def series_rows(rng, ids, labelled=True):
+    """Long format, rows of each sequence shuffled in time: ``id, t, temp, load[, label]``."""
+    rows = []
+    for s in ids:
+        label = ["low", "high"][int(s[1:]) % 2]
+        for t in rng.permutation(int(rng.integers(3, 9))):
+            temp = 20 + (5 if label == "high" else 0) + rng.normal()
+            rows.append([s, int(t), temp, 100 + 10 * rng.normal(), *([label] if labelled else [])])
+    return rows
+
+
+def test_csv_series_train_evaluate_predict_export_onnx(tmp_path):
+    rng = np.random.default_rng(1)
+    with (tmp_path / "series.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "t", "temp", "load", "label"])
+        writer.writerows(series_rows(rng, [f"s{i}" for i in range(60)]))
+    run_dir = tmp_path / "run"
+    data = ["data=csv", "data.path=series.csv", "data.time_column=t", "data.target_column=label"]
+    model = ["model.hidden_size=8", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}"]
+    run([*data, *model, *QUIET], tmp_path)
+    trained = summary(run_dir)
+    assert trained["data_report"]["split"] == {"train": 48, "val": 6, "test": 6}
+
+    run([str(run_dir), "--out", "metrics.json"], tmp_path, exe=BIN / "seqframe-eval")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == pytest.approx(trained["test"], rel=1e-6)  # the same metrics as training, on the same split
+
+    new_ids = [f"s{i}" for i in (105, 7, 42, 100, 3)]  # unseen and seen ids, in no particular order
+    new_rows = series_rows(rng, new_ids, labelled=False)
+    with (tmp_path / "new.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "t", "temp", "load"])
+        writer.writerows(new_rows)
+    best = trained["best_checkpoint"]  # a checkpoint file works as well as its run dir
+    run([best, "new.csv", "--out", "p.csv"], tmp_path, exe=BIN / "seqframe-predict")
+    with (tmp_path / "p.csv").open() as handle:
+        predicted = list(csv.DictReader(handle))
+    assert [row["id"] for row in predicted] == new_ids  # one row per sequence, in the file's order
+    assert all(row["prediction"] == max(("high", "low"), key=lambda c: float(row[f"p_{c}"])) for row in predicted)
+
+    run(["export", str(run_dir), "--format", "onnx"], tmp_path, exe=BIN / "seqframe")
+    steps = json.loads((run_dir / "export" / "model.onnx.json").read_text())["max_len"]
+    x, lengths = np.zeros((len(new_ids), steps, 2)), np.zeros(len(new_ids), dtype=np.int64)
+    for i, s in enumerate(new_ids):  # raw features, padded: the exported model normalises itself
+        rows = sorted((r for r in new_rows if r[0] == s), key=lambda r: r[1])
+        x[i, : len(rows)] = [[r[2], r[3]] for r in rows]
+        lengths[i] = len(rows)
+    out = run_exported(tmp_path, "onnx", run_dir / "export" / "model.onnx", x, lengths)
+    expected = np.array([[float(row["p_high"]), float(row["p_low"])] for row in predicted])
+    assert np.abs(out - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("cell", ["mingru", "layernorm_lstm", "gru on tokens"])
+def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
+    """Plugin cells and token inputs export too (bidirectional, padded, batch 1 and 5); the flows
+    above export lstm (pt2) and gru (ONNX) and run them without seqframe."""
+    import torch
+
+    from seqframe.deploy import Deployable
+    from seqframe.export import _write, example_inputs
+    from seqframe.model import SequenceModel
+
+    task = {"task": "classify", "num_outputs": 3, "input_size": 4, "monitor": "val/loss", "mode": "min"}
+    if cell.endswith("tokens"):  # a language model: token ids in, probabilities per step out
+        task.update(task="per_step", input_size=None, vocab_size=3)
+    name = cell.split()[0]
+    model = SequenceModel(task, {"name": name, "backend": "loop"}, hidden_size=6, bidirectional=name != "gru")
+    deployable = Deployable(model.eval(), {"mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 1.0, 0.5, 1.0]})
+    with torch.no_grad():
+        exported = _write("pt2", deployable, *example_inputs(model, 3, 4), tmp_path / "m.pt2")
+        for batch in (1, 5):
+            x, lengths = example_inputs(model, batch, 4, seed=batch)
+            assert (exported(x, lengths) - deployable(x, lengths)).abs().max() <= 1e-5
+
+
+def test_word_level_text_predicts_every_token_with_the_saved_vocabulary(tmp_path):
+    """The text path of seqframe-eval/-predict in-process: a data module rebuilt from the saved
+    data_state reads a new file with the training vocabulary; one prediction per token, in order."""
+    from seqframe.data import TextDataModule
+    from seqframe.deploy import Deployable
+    from seqframe.model import SequenceModel
+    from seqframe.predict import run_batches, write_predictions
+
+    rng = np.random.default_rng(2)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", ","]
+    (tmp_path / "corpus.txt").write_text("\n".join(" ".join(rng.choice(words, size=7)) + " ." for _ in range(50)))
+    (tmp_path / "new.txt").write_text("the zebra sat on a mat .\nthe dog ran")  # 'zebra': never seen
+    options = {"path": str(tmp_path / "corpus.txt"), "tokens": "word", "seq_len": 4}
+    trained = TextDataModule(**options)
+    state = trained.data_state
+    assert state["classes"][1:] == sorted(set(words) | {".", "\n"})
+    model = SequenceModel(trained.spec.as_dict(), {"name": "gru"}, hidden_size=4, data_state=state).eval()
+
+    reread = TextDataModule(**options, data_state=state)
+    assert reread.vocabulary.itos == state["classes"]
+    sequences, dataset = reread.read_new(tmp_path / "new.txt", with_targets=True)
+    x, y, length = dataset[0]
+    assert x.tolist()[:2] == [state["classes"].index("the"), 0] and y.tolist()[:1] == [0]  # zebra: unknown
+    assert sum(len(x) for x, _, _ in dataset) == 10  # 11 tokens; the last has no next token to score
+
+    sequences, dataset = reread.read_new(tmp_path / "new.txt", with_targets=False)
+    rows = run_batches(Deployable(model, state), dataset, batch_size=2)
+    write_predictions(tmp_path / "p.csv", sequences.ids, rows, state)
+    with (tmp_path / "p.csv").open() as handle:
+        predicted = list(csv.DictReader(handle))
+    assert [int(r["id"]) + int(r["step"]) for r in predicted] == list(range(11))  # every token, in order
+    assert {r["prediction"] for r in predicted} <= set(state["classes"])
+
+
+def test_a_checkpoint_with_pickled_code_is_refused(tmp_path):
+    import pickle
+
+    from seqframe.checkpoints import CheckpointError
+    from seqframe.trained import load_run
+
+    (tmp_path / "checkpoints").mkdir()
+    with (tmp_path / "checkpoints" / "last.ckpt").open("wb") as handle:
+        pickle.dump({"state_dict": {}, "hyper_parameters": {"hook": print}}, handle)
+    with pytest.raises(CheckpointError, match="could run arbitrary code"):
+        load_run(tmp_path)
