@@ -7,16 +7,27 @@ from typing import List
 
 import pytorch_lightning as pl
 
+from seqframe.report import ELAPSED
+
 
 class EpochTimer(pl.Callback):
-    """Wall time of each training epoch (its validation included), for summary.json."""
+    """Wall time of each training epoch (its validation included), for summary.json, and the
+    seconds since fitting started logged with each validation (``time/elapsed_s`` in metrics.csv)."""
 
     def __init__(self) -> None:
         self.durations: List[float] = []
         self._start = 0.0
+        self._fit_start = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.durations.append(time.perf_counter() - self._start)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log(ELAPSED, time.perf_counter() - self._fit_start, sync_dist=False)

@@ -16,6 +16,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seqframe.sweep import SUMMARY_FILE, read_summary
 
+ELAPSED = "time/elapsed_s"  # seconds since fitting started, logged with each validation (seqframe.callbacks)
+Point = Tuple[int, int, float, Optional[float]]  # epoch, step, validation value, elapsed seconds
+
 COLUMNS = (
     "run",
     "cell",
@@ -55,8 +58,9 @@ def key_overrides(run_dir: Path) -> str:
     return " ".join(line.strip("'\"") for line in lines if not line.lstrip("+~").startswith("hydra"))
 
 
-def _validation_curve(run_dir: Path, monitor: str) -> List[Tuple[int, int, float]]:
-    """``(epoch, step, value)`` of the monitored metric from metrics.csv, in order."""
+def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
+    """``(epoch, step, value, seconds since fitting started or None)`` of the monitored metric from
+    metrics.csv, in order (the seconds come from ``time/elapsed_s``, logged with each validation)."""
     path = run_dir / "metrics.csv"
     if not path.is_file() or not monitor:
         return []
@@ -64,21 +68,35 @@ def _validation_curve(run_dir: Path, monitor: str) -> List[Tuple[int, int, float
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row.get(monitor) not in (None, ""):
-                curve.append((int(float(row["epoch"])), int(float(row["step"])), float(row[monitor])))
+                elapsed = row.get(ELAPSED)
+                curve.append(
+                    (
+                        int(float(row["epoch"])),
+                        int(float(row["step"])),
+                        float(row[monitor]),
+                        float(elapsed) if elapsed not in (None, "") else None,
+                    )
+                )
     return curve
 
 
-def time_to_target(summary: Dict[str, Any], curve: Sequence[Tuple[int, int, float]]) -> Tuple[Any, Any]:
+def _seconds(summary: Dict[str, Any], epoch: int, elapsed: Optional[float]) -> Optional[float]:
+    """Wall seconds at a validation: its logged clock, else the end of its epoch (older runs)."""
+    if elapsed is not None:
+        return elapsed
+    epoch_times = summary.get("epoch_times") or []
+    return sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
+
+
+def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any]:
     """Steps and wall seconds until the monitored validation metric first reached the task's target."""
     target = summary.get("target")
     if target is None:
         return None, None
-    epoch_times = summary.get("epoch_times") or []
     maximise = summary.get("monitor_mode") == "max"
-    for epoch, step, value in curve:
+    for epoch, step, value, elapsed in curve:
         if (value >= target) if maximise else (value <= target):
-            seconds = sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
-            return step, seconds
+            return step, _seconds(summary, epoch, elapsed)
     return "not reached", None
 
 
@@ -88,12 +106,8 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
     metric = monitor.split("/", 1)[-1]
     curve = _validation_curve(run_dir, monitor)
     steps, seconds = time_to_target(summary, curve)
-    epoch_times = summary.get("epoch_times") or []
     return {
-        "_curve": [
-            (step, sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None, value)
-            for epoch, step, value in curve
-        ],
+        "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed in curve],
         "run": str(run_dir),
         "cell": summary.get("cell"),
         "task": summary.get("data"),

@@ -97,6 +97,10 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     }
     trainer = None
     try:
+        if cfg.get("threads"):  # one job of a parallel sweep must not take every core
+            import torch
+
+            torch.set_num_threads(int(cfg.threads))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
         spec = datamodule.spec
@@ -231,10 +235,12 @@ def main() -> None:
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
     from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
+    from seqframe.extras import check_extras
 
     conf = config_dir()
     try:
         check_run_dir_is_pinned(sys.argv[1:])
+        check_extras(sys.argv[1:])
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:
