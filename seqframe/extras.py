@@ -4,6 +4,7 @@ a one-line "pip install 'seqframe[...]'" instead of Hydra's "could not find ..."
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 from seqframe.errors import SeqframeError
@@ -30,3 +31,23 @@ def check_extras(overrides: Sequence[str]) -> None:
         for prefix, (module, extra) in NEEDS.items():
             if bare.startswith(prefix) and not _installed(module):
                 raise SeqframeError(f"{bare} needs the {extra} extra: pip install 'seqframe[{extra}]'")
+
+
+def expose_checkout_hydra_plugins() -> None:
+    """Let Hydra find seqframe's own plugins (the Optuna sweeper) in an editable install.
+
+    Hydra lists the ``hydra_plugins`` namespace with pkgutil, which cannot see through
+    setuptools' editable-install import hook; a wheel install puts them in site-packages
+    and needs nothing. So the checkout's ``hydra_plugins/`` is added to the namespace's path.
+    """
+    import seqframe
+
+    own = Path(seqframe.__file__).resolve().parent.parent / "hydra_plugins"
+    if not own.is_dir():
+        return
+    try:
+        import hydra_plugins
+    except ImportError:
+        return
+    if str(own) not in list(hydra_plugins.__path__):
+        hydra_plugins.__path__.append(str(own))

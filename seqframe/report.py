@@ -16,8 +16,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seqframe.sweep import SUMMARY_FILE, read_summary
 
-ELAPSED = "time/elapsed_s"  # seconds since fitting started, logged with each validation (seqframe.callbacks)
-Point = Tuple[int, int, float, Optional[float]]  # epoch, step, validation value, elapsed seconds
+ELAPSED = "time/elapsed_s"  # wall seconds since fitting started, logged with each validation (seqframe.callbacks)
+CPU = "time/cpu_s"  # the run's CPU seconds since fitting started, logged with it
+Point = Tuple[int, int, float, Optional[float], Optional[float]]  # epoch, step, value, wall s, CPU s
 
 COLUMNS = (
     "run",
@@ -30,13 +31,14 @@ COLUMNS = (
     "time_per_epoch_s",
     "steps_to_target",
     "time_to_target_s",
+    "cpu_to_target_s",
     "monitor",
     "best_val",
     "test",
     "baseline",
     "status",
 )
-GROUPED = ("best_val", "test", "time_per_epoch_s", "steps_to_target", "time_to_target_s")
+GROUPED = ("best_val", "test", "time_per_epoch_s", "steps_to_target", "time_to_target_s", "cpu_to_target_s")
 
 
 def find_runs(directories: Iterable[Path]) -> List[Path]:
@@ -59,8 +61,8 @@ def key_overrides(run_dir: Path) -> str:
 
 
 def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
-    """``(epoch, step, value, seconds since fitting started or None)`` of the monitored metric from
-    metrics.csv, in order (the seconds come from ``time/elapsed_s``, logged with each validation)."""
+    """``(epoch, step, value, wall seconds, CPU seconds)`` of the monitored metric from metrics.csv, in
+    order; the seconds (since fitting started, logged with each validation) are None in older runs."""
     path = run_dir / "metrics.csv"
     if not path.is_file() or not monitor:
         return []
@@ -68,15 +70,8 @@ def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row.get(monitor) not in (None, ""):
-                elapsed = row.get(ELAPSED)
-                curve.append(
-                    (
-                        int(float(row["epoch"])),
-                        int(float(row["step"])),
-                        float(row[monitor]),
-                        float(elapsed) if elapsed not in (None, "") else None,
-                    )
-                )
+                wall, cpu = (float(row[c]) if row.get(c) not in (None, "") else None for c in (ELAPSED, CPU))
+                curve.append((int(float(row["epoch"])), int(float(row["step"])), float(row[monitor]), wall, cpu))
     return curve
 
 
@@ -88,16 +83,17 @@ def _seconds(summary: Dict[str, Any], epoch: int, elapsed: Optional[float]) -> O
     return sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
 
 
-def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any]:
-    """Steps and wall seconds until the monitored validation metric first reached the task's target."""
+def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any, Any]:
+    """Steps, wall seconds and CPU seconds until the monitored validation metric first reached the
+    task's target."""
     target = summary.get("target")
     if target is None:
-        return None, None
+        return None, None, None
     maximise = summary.get("monitor_mode") == "max"
-    for epoch, step, value, elapsed in curve:
+    for epoch, step, value, elapsed, cpu in curve:
         if (value >= target) if maximise else (value <= target):
-            return step, _seconds(summary, epoch, elapsed)
-    return "not reached", None
+            return step, _seconds(summary, epoch, elapsed), cpu
+    return "not reached", None, None
 
 
 def run_row(run_dir: Path) -> Dict[str, Any]:
@@ -105,9 +101,9 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
     monitor = summary.get("monitor") or ""
     metric = monitor.split("/", 1)[-1]
     curve = _validation_curve(run_dir, monitor)
-    steps, seconds = time_to_target(summary, curve)
+    steps, seconds, cpu_seconds = time_to_target(summary, curve)
     return {
-        "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed in curve],
+        "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed, _ in curve],
         "run": str(run_dir),
         "cell": summary.get("cell"),
         "task": summary.get("data"),
@@ -118,6 +114,7 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
         "time_per_epoch_s": summary.get("time_per_epoch"),
         "steps_to_target": steps,
         "time_to_target_s": seconds,
+        "cpu_to_target_s": cpu_seconds,
         "monitor": monitor,
         "best_val": summary.get("best_val"),
         "test": (summary.get("test") or {}).get(f"test/{metric}"),

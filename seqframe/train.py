@@ -235,12 +235,13 @@ def main() -> None:
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
     from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
-    from seqframe.extras import check_extras
+    from seqframe.extras import check_extras, expose_checkout_hydra_plugins
 
     conf = config_dir()
     try:
         check_run_dir_is_pinned(sys.argv[1:])
         check_extras(sys.argv[1:])
+        expose_checkout_hydra_plugins()
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:
