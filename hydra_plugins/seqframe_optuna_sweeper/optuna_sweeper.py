@@ -46,7 +46,7 @@ def distribution(override: Override) -> Any:
         return d.IntDistribution(int(value.start), int(value.stop) - 1, step=int(value.step or 1))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
-        if "int" in value.tags or (isinstance(value.start, int) and isinstance(value.end, int)):
+        if "int" in value.tags:  # Hydra parses interval bounds as floats
             return d.IntDistribution(int(value.start), int(value.end), log=log)
         return d.FloatDistribution(float(value.start), float(value.end), log=log)
     raise SearchSpaceError(
