@@ -48,7 +48,12 @@ def find_runs(directories: Iterable[Path]) -> List[Path]:
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such directory (give sweep or run directories)")
         runs.update(p.parent for p in directory.rglob(SUMMARY_FILE))
-    return sorted(runs)
+    return sorted(runs, key=_natural)
+
+
+def _natural(path: Path) -> tuple:
+    """Sort key that puts job 2 before job 10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
 
 
 def key_overrides(run_dir: Path) -> str:
@@ -142,7 +147,9 @@ def group_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 entry[column] = f"{statistics.mean(values):.4g} ± {spread:.2g}"
             else:
-                entry[column] = "-" if not values else f"{len(values)}/{len(members)} runs"
+                reached = f"{len(values)}/{len(members)} runs"
+                unreached = all(m[column] == "not reached" for m in members)
+                entry[column] = "not reached" if unreached else ("-" if not values else reached)
         result.append(entry)
     return result
 
