@@ -14,6 +14,7 @@ NEEDS: Dict[str, Tuple[str, str]] = {
     "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
     "experiment=compare_cells": ("hydra_plugins.hydra_joblib_launcher", "joblib"),
     "hparams_search=": ("optuna", "optuna"),
+    "hydra/sweeper=optuna": ("optuna", "optuna"),
 }
 
 
