@@ -31,6 +31,6 @@ if [ ! -f "$stamp" ] || [ -n "$(find "$root/pyproject.toml" "$root"/plugins/*/py
   echo "seqframe setup: installing seqframe, its dependencies and the cells in plugins/" >&2
   plugins=()
   for plugin in "$root"/plugins/*/pyproject.toml; do plugins+=(-e "$(dirname "$plugin")"); done
-  "${pip[@]}" -e "$root[dev,report,slurm,onnx]" "${plugins[@]}" 2> >(grep -v "is ignored" >&2)
+  "${pip[@]}" -e "$root[dev,report,slurm,onnx,joblib,optuna]" "${plugins[@]}" 2> >(grep -v "is ignored" >&2)
   touch "$stamp"
 fi

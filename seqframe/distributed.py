@@ -99,19 +99,6 @@ def check_torchrun_sweep(sweep_plugins: Sequence[str], environ: Mapping[str, str
         )
 
 
-def check_submitit_installed(arguments: Sequence[str]) -> None:
-    """``hardware=slurm*`` needs the optional launcher plugin; say how to get it (Hydra would only say
-    that ``hydra/launcher/submitit_slurm`` is not found)."""
-    import importlib.util
-
-    if any(a.startswith("hardware=slurm") for a in arguments) and (
-        importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None
-    ):
-        raise LaunchError(
-            "hardware=slurm and slurm_local need hydra-submitit-launcher: pip install 'seqframe[slurm]'"
-        )
-
-
 def require_submitit_job(environ: Mapping[str, str] = os.environ) -> None:
     """Ranks taken from submitit's tasks need a submitit job, which Hydra's launcher only starts with -m."""
     if not inside_submitit_job(environ):

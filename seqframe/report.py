@@ -16,6 +16,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seqframe.sweep import SUMMARY_FILE, read_summary
 
+ELAPSED = "time/elapsed_s"  # wall seconds since fitting started, logged with each validation (seqframe.callbacks)
+CPU = "time/cpu_s"  # the run's CPU seconds since fitting started, logged with it
+Point = Tuple[int, int, float, Optional[float], Optional[float]]  # epoch, step, value, wall s, CPU s
+
 COLUMNS = (
     "run",
     "cell",
@@ -27,13 +31,14 @@ COLUMNS = (
     "time_per_epoch_s",
     "steps_to_target",
     "time_to_target_s",
+    "cpu_to_target_s",
     "monitor",
     "best_val",
     "test",
     "baseline",
     "status",
 )
-GROUPED = ("best_val", "test", "time_per_epoch_s", "steps_to_target", "time_to_target_s")
+GROUPED = ("best_val", "test", "time_per_epoch_s", "steps_to_target", "time_to_target_s", "cpu_to_target_s")
 
 
 def find_runs(directories: Iterable[Path]) -> List[Path]:
@@ -43,7 +48,12 @@ def find_runs(directories: Iterable[Path]) -> List[Path]:
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory}: no such directory (give sweep or run directories)")
         runs.update(p.parent for p in directory.rglob(SUMMARY_FILE))
-    return sorted(runs)
+    return sorted(runs, key=_natural)
+
+
+def _natural(path: Path) -> tuple:
+    """Sort key that puts job 2 before job 10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
 
 
 def key_overrides(run_dir: Path) -> str:
@@ -55,8 +65,9 @@ def key_overrides(run_dir: Path) -> str:
     return " ".join(line.strip("'\"") for line in lines if not line.lstrip("+~").startswith("hydra"))
 
 
-def _validation_curve(run_dir: Path, monitor: str) -> List[Tuple[int, int, float]]:
-    """``(epoch, step, value)`` of the monitored metric from metrics.csv, in order."""
+def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
+    """``(epoch, step, value, wall seconds, CPU seconds)`` of the monitored metric from metrics.csv, in
+    order; the seconds (since fitting started, logged with each validation) are None in older runs."""
     path = run_dir / "metrics.csv"
     if not path.is_file() or not monitor:
         return []
@@ -64,22 +75,30 @@ def _validation_curve(run_dir: Path, monitor: str) -> List[Tuple[int, int, float
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             if row.get(monitor) not in (None, ""):
-                curve.append((int(float(row["epoch"])), int(float(row["step"])), float(row[monitor])))
+                wall, cpu = (float(row[c]) if row.get(c) not in (None, "") else None for c in (ELAPSED, CPU))
+                curve.append((int(float(row["epoch"])), int(float(row["step"])), float(row[monitor]), wall, cpu))
     return curve
 
 
-def time_to_target(summary: Dict[str, Any], curve: Sequence[Tuple[int, int, float]]) -> Tuple[Any, Any]:
-    """Steps and wall seconds until the monitored validation metric first reached the task's target."""
+def _seconds(summary: Dict[str, Any], epoch: int, elapsed: Optional[float]) -> Optional[float]:
+    """Wall seconds at a validation: its logged clock, else the end of its epoch (older runs)."""
+    if elapsed is not None:
+        return elapsed
+    epoch_times = summary.get("epoch_times") or []
+    return sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
+
+
+def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any, Any]:
+    """Steps, wall seconds and CPU seconds until the monitored validation metric first reached the
+    task's target."""
     target = summary.get("target")
     if target is None:
-        return None, None
-    epoch_times = summary.get("epoch_times") or []
+        return None, None, None
     maximise = summary.get("monitor_mode") == "max"
-    for epoch, step, value in curve:
+    for epoch, step, value, elapsed, cpu in curve:
         if (value >= target) if maximise else (value <= target):
-            seconds = sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
-            return step, seconds
-    return "not reached", None
+            return step, _seconds(summary, epoch, elapsed), cpu
+    return "not reached", None, None
 
 
 def run_row(run_dir: Path) -> Dict[str, Any]:
@@ -87,13 +106,9 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
     monitor = summary.get("monitor") or ""
     metric = monitor.split("/", 1)[-1]
     curve = _validation_curve(run_dir, monitor)
-    steps, seconds = time_to_target(summary, curve)
-    epoch_times = summary.get("epoch_times") or []
+    steps, seconds, cpu_seconds = time_to_target(summary, curve)
     return {
-        "_curve": [
-            (step, sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None, value)
-            for epoch, step, value in curve
-        ],
+        "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed, _ in curve],
         "run": str(run_dir),
         "cell": summary.get("cell"),
         "task": summary.get("data"),
@@ -104,6 +119,7 @@ def run_row(run_dir: Path) -> Dict[str, Any]:
         "time_per_epoch_s": summary.get("time_per_epoch"),
         "steps_to_target": steps,
         "time_to_target_s": seconds,
+        "cpu_to_target_s": cpu_seconds,
         "monitor": monitor,
         "best_val": summary.get("best_val"),
         "test": (summary.get("test") or {}).get(f"test/{metric}"),
@@ -131,7 +147,9 @@ def group_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 entry[column] = f"{statistics.mean(values):.4g} ± {spread:.2g}"
             else:
-                entry[column] = "-" if not values else f"{len(values)}/{len(members)} runs"
+                reached = f"{len(values)}/{len(members)} runs"
+                unreached = all(m[column] == "not reached" for m in members)
+                entry[column] = "not reached" if unreached else ("-" if not values else reached)
         result.append(entry)
     return result
 

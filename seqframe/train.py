@@ -98,6 +98,10 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     }
     trainer = None
     try:
+        if cfg.get("threads"):  # one job of a parallel sweep must not take every core
+            import torch
+
+            torch.set_num_threads(int(cfg.threads))
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data_config, global_batch = without_global_batch_size(cfg.data)
         datamodule = instantiate(data_config)
@@ -239,13 +243,15 @@ def main() -> None:
     import hydra
 
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
-    from seqframe.distributed import check_run_dir_is_pinned, check_submitit_installed
+    from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
+    from seqframe.extras import check_extras, expose_checkout_hydra_plugins
 
     conf = config_dir()
     try:
         check_run_dir_is_pinned(sys.argv[1:])
-        check_submitit_installed(sys.argv[1:])
+        check_extras(sys.argv[1:])
+        expose_checkout_hydra_plugins()
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:

@@ -17,7 +17,6 @@ from seqframe.distributed import (
     LaunchError,
     check_launch,
     check_run_dir_is_pinned,
-    check_submitit_installed,
     check_submitit_ranks,
     check_torchrun_sweep,
 )
@@ -146,13 +145,14 @@ def test_slurm_hardware_composes_the_launcher_from_the_trainer_settings():
 
 
 def test_slurm_hardware_without_the_launcher_plugin_says_how_to_install_it(monkeypatch):
-    import importlib.util
+    from seqframe import extras
+    from seqframe.errors import SeqframeError
 
-    check_submitit_installed(["hardware=slurm_local"])  # installed by scripts/setup.sh
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(LaunchError, match=r"pip install 'seqframe\[slurm\]'"):
-        check_submitit_installed(["-m", "hardware=slurm"])
-    check_submitit_installed(["hardware=cpu"])
+    extras.check_extras(["hardware=slurm_local"])  # installed by scripts/setup.sh
+    monkeypatch.setattr(extras, "_installed", lambda module: False)
+    with pytest.raises(SeqframeError, match=r"pip install 'seqframe\[slurm\]'"):
+        extras.check_extras(["-m", "hardware=slurm"])
+    extras.check_extras(["hardware=cpu"])
 
 
 def test_torchrun_sweeps_need_a_pinned_sweep_dir_and_an_ordered_sweep():
