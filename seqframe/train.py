@@ -81,7 +81,9 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from hydra.utils import instantiate
 
     from seqframe.callbacks import EpochTimer
+    from seqframe.config_check import check_config
     from seqframe.model import SequenceModel
+    from seqframe.reliability import fit_resumably, reliability_callbacks
 
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
     output_dir = Path(cfg.paths.output_dir)
@@ -97,6 +99,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     }
     trainer = None
     try:
+        check_config(cfg, config_dir())
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
         spec = datamodule.spec
@@ -109,7 +112,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
         timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*_callbacks(cfg), timer],
+            callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
         )
@@ -124,7 +127,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             gates=model.rnn.cells[0].gates,
             has_cell_state=model.rnn.cells[0].has_cell_state,
         )
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop
+            return summary
         checkpoint = trainer.checkpoint_callback
         best_path = getattr(checkpoint, "best_model_path", "") or None
         summary.update(
@@ -215,6 +219,9 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
         print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
         sys.exit(2)
+    if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
+        print(f"\nseqframe: {summary['error']}")
+        sys.exit(0)
     if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
         _report(summary)
     return summary.get("best_val")
@@ -229,6 +236,7 @@ def main() -> None:
     import hydra
 
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
+    from seqframe.config_check import check_overrides
     from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
 
@@ -237,6 +245,7 @@ def main() -> None:
         check_run_dir_is_pinned(sys.argv[1:])
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
+        check_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:
         print(f"seqframe-train: error: {exc}", file=sys.stderr)
         sys.exit(2)

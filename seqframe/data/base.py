@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional
 
 import pytorch_lightning as pl
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from seqframe.resume import resumable_loader
 
 TASKS = ("classify", "regress", "per_step")
 SPLITS = ("train", "val", "test")
@@ -91,7 +92,8 @@ class TaskDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         """A loader of one split; under DDP each process reads its own share (a
         DistributedSampler made here, so that ``shuffle=False`` is honoured:
-        the Trainer runs with ``use_distributed_sampler=False``)."""
+        the Trainer runs with ``use_distributed_sampler=False``), and its position
+        mid-epoch is saved in checkpoints (see :mod:`seqframe.resume`)."""
         self.setup()
         dataset = self.splits[split]
         options = {
@@ -99,11 +101,7 @@ class TaskDataModule(pl.LightningDataModule):
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
         }
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = DistributedSampler(dataset, shuffle=shuffle, seed=self.seed)
-            return DataLoader(dataset, sampler=sampler, **options)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(dataset, shuffle=shuffle, generator=generator, **options)
+        return resumable_loader(dataset, shuffle=shuffle, seed=self.seed, **options)  # exact mid-epoch resume
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle)
