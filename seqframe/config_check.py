@@ -293,7 +293,8 @@ def check_overrides(arguments: Sequence[str], config_dir: Path) -> None:
         except HydraException as exc:
             failed = re.search(r"Could not override '([^']+)'", str(exc))
             if failed is None:
-                raise ConfigError(" ".join(str(exc).split())) from None
+                cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+                raise ConfigError(" ".join(f"{exc}{cause}".split())) from None
             key = failed.group(1)
             rest = [s for s in single if s.split("=", 1)[0].lstrip("+~") != key]
             composed = compose("config", overrides=rest)

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from seqframe.guards import NonFiniteGuard
-from seqframe.resume import ResumeState, find_checkpoint
+from seqframe.resume import ResumeState, find_checkpoint, keep_csv_rows_before
 
 
 def checkpoint_dir(output_dir: Path) -> Path:
@@ -39,6 +39,8 @@ def fit_resumably(trainer: pl.Trainer, model: Any, datamodule: Any, cfg: DictCon
 
     resume_from = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
     summary["resumed_from"] = str(resume_from) if resume_from else None
+    if resume_from is not None:
+        keep_csv_rows_before(trainer, resume_from)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except SIGTERMException:

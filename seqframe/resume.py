@@ -19,8 +19,10 @@ cleanly.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -124,8 +126,30 @@ def _gather(obj: Any) -> List[Any]:
     return gathered
 
 
+def metric_states(module: torch.nn.Module) -> Dict[str, Dict[str, Any]]:
+    """The accumulated state of every torchmetrics metric in ``module`` (mid-epoch sums and counts),
+    which Lightning does not save: without it the resumed epoch's logged means cover only its tail."""
+    from torchmetrics import Metric
+
+    return {
+        name: {**{k: v for k, v in metric.metric_state.items()}, "_update_count": metric._update_count}
+        for name, metric in module.named_modules()
+        if isinstance(metric, Metric)
+    }
+
+
+def set_metric_states(module: torch.nn.Module, states: Dict[str, Dict[str, Any]]) -> None:
+    from torchmetrics import Metric
+
+    for name, metric in module.named_modules():
+        if isinstance(metric, Metric) and name in states:
+            for key, value in states[name].items():
+                setattr(metric, key, value)
+            metric._computed = None
+
+
 class ResumeState(pl.Callback):
-    """Puts every rank's RNG states into each checkpoint and restores them on resume; saves on SIGTERM.
+    """Puts every rank's RNG and metric states into each checkpoint and restores them; saves on SIGTERM.
 
     The states are restored at ``on_train_start``, after Lightning has rebuilt
     the loaders, so the resumed run draws exactly what the interrupted one
@@ -134,19 +158,33 @@ class ResumeState(pl.Callback):
 
     def __init__(self, checkpoint_dir: Path) -> None:
         self.checkpoint_dir = Path(checkpoint_dir)
-        self._to_restore: Optional[List[Dict[str, Any]]] = None
+        self._to_restore: Optional[Dict[str, List[Any]]] = None
+        self._module: Optional[torch.nn.Module] = None
         self.stopped_by_sigterm: Optional[Path] = None
 
-    def state_dict(self) -> Dict[str, Any]:
-        return {"rng": _gather(rng_state())}  # called on every rank while a checkpoint is written
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._module = pl_module
+
+    def state_dict(self) -> Dict[str, Any]:  # called on every rank while a checkpoint is written
+        metrics = metric_states(self._module) if self._module is not None else {}
+        return {"rng": _gather(rng_state()), "metrics": _gather(metrics)}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self._to_restore = state_dict.get("rng")
+        self._to_restore = state_dict
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: Dict) -> None:
+        for logger in trainer.loggers:  # the logs on disk reach as far as the checkpoint (kill -9 loses neither)
+            logger.save()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._to_restore:
-            set_rng_state(self._to_restore[trainer.global_rank % len(self._to_restore)])
-            self._to_restore = None
+        if not self._to_restore:
+            return
+        rng, metrics = self._to_restore.get("rng") or [], self._to_restore.get("metrics") or []
+        if rng:
+            set_rng_state(rng[trainer.global_rank % len(rng)])
+        if metrics:
+            set_metric_states(pl_module, metrics[trainer.global_rank % len(metrics)])
+        self._to_restore = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.received_sigterm and self.stopped_by_sigterm is None:
@@ -178,6 +216,27 @@ class StepCheckpoint(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.every and trainer.global_step % self.every == 0 and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path)
+
+
+def keep_csv_rows_before(trainer: pl.Trainer, checkpoint: Path) -> None:
+    """Lightning's CSV logger empties ``metrics.csv`` when it starts; when resuming into the same
+    run dir, keep the rows of the steps the checkpoint already holds (later ones are redone)."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers = [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+    if not loggers or not trainer.is_global_zero:
+        return
+    step = int(load_checkpoint(checkpoint).get("global_step", 0))
+    for logger in loggers:
+        path = Path(logger.log_dir) / "metrics.csv"
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as file:
+                rows = [row for row in csv.DictReader(file) if row.get("step") and int(row["step"]) < step]
+        with warnings.catch_warnings():  # its warning that old logs will be deleted: not so here
+            warnings.simplefilter("ignore")
+            writer = logger.experiment  # creating the writer empties the file
+        writer.metrics[:0] = rows  # written before the resumed run's rows
 
 
 def find_checkpoint(ckpt_path: Optional[str], output_dir: Path) -> Optional[Path]:

@@ -142,7 +142,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             best_checkpoint=best_path,
         )
         if cfg.get("test", True):
-            results = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best_path else None)
+            best = "best" if best_path else None
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
             summary["test"] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
         summary["status"] = "finished"
     except BaseException as exc:

@@ -4,7 +4,6 @@ Passed to a real run as ``data._target_=nan_data.AddingWithNaN`` (tests/ on PYTH
 production code knows nothing about it.
 """
 
-import torch
 from torch.utils.data import TensorDataset
 
 from seqframe.data import AddingDataModule

@@ -56,7 +56,10 @@ def test_refused_on_the_command_line(crafted, tmp_path):
     path, marker = crafted
     result = subprocess.run(
         [str(BIN / "seqframe-train"), *tiny(), f"ckpt_path={path}", "hydra.run.dir=run"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"seqframe-train: error: checkpoint {path} holds pickled objects other than tensors" in result.stderr

@@ -64,5 +64,5 @@ def test_recurrent_shapes_and_inert_padding(case):
             alone_out, alone_state = layer(x[i : i + 1, :n])
             torch.testing.assert_close(out[i : i + 1, :n], alone_out, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(
-                map_state(lambda s: s[:, i : i + 1], state), alone_state, rtol=1e-5, atol=1e-5
+                map_state(lambda s, i=i: s[:, i : i + 1], state), alone_state, rtol=1e-5, atol=1e-5
             )

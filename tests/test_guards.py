@@ -35,7 +35,11 @@ def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     result = subprocess.run(
         [str(BIN / "seqframe-train"), *NAN_RUN, "hydra.run.dir=run"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -73,6 +73,8 @@ def assert_same_final_state(resumed: Path, reference: Path) -> None:
     for name, tensor in b["state_dict"].items():
         assert torch.equal(a["state_dict"][name], tensor), f"{name} differs after resume"
     assert summary(resumed)["final_val"] == summary(reference)["final_val"]
+    # the metrics log too: rows from before each interruption kept, mid-epoch means restored
+    assert (resumed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
 
 
 def test_sigterm_then_kill_9_then_resume_is_bit_exact_and_runs_are_deterministic(tmp_path):
