@@ -286,6 +286,8 @@ def check_overrides(arguments: Sequence[str], config_dir: Path) -> None:
     lines = [a for a in arguments if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     overrides = OverridesParser.create().parse_overrides(lines)
     single = [s for o in overrides if not o.key_or_group.startswith("hydra") for s in [_single_run(o)] if s]
+    if not single:
+        return
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         try:
             compose("config", overrides=single)

@@ -96,7 +96,7 @@ def test_the_default_config_and_every_data_and_hardware_choice_pass():
         ["logger=many"],
         ["callbacks=early_stopping"],
         ["experiment=seed_keras"],
-        ["+trainer.max_steps=5", "+trainer.detect_anomaly=true"],
+        ["+trainer.max_steps=5", "trainer.detect_anomaly=true"],
         ["model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,step_size:2,interval:epoch}"],
     ):
         cfg = composed(choice)
