@@ -43,7 +43,7 @@ BAD_VALUES = [
     (["+callbacks.model_checkpoint.save_lst=true"], ["callbacks.model_checkpoint.save_lst", "save_last"]),
     (
         ["+callbacks.step_checkpoint.every_n_steps=3"],
-        ["every_n_steps", "did you mean every_n_epochs?", "every_n_train_steps"],
+        ["every_n_steps", "did you mean every_n_train_steps?", "dirpath"],
     ),
     (["+logger.csv.save_directory=x"], ["logger.csv.save_directory", "save_dir"]),
     (["+sed=3"], ["sed is not a setting of the top level", "did you mean seed?"]),

@@ -38,7 +38,7 @@ def as_tuple(state):
     return state if isinstance(state, tuple) else (state,)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases())
 def test_recurrent_shapes_and_inert_padding(case):
     torch.manual_seed(case["seed"])
