@@ -187,7 +187,11 @@ class ResumeState(pl.Callback):
         self._to_restore = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.received_sigterm and self.stopped_by_sigterm is None:
+        if self.stopped_by_sigterm is not None:
+            return
+        # all ranks decide together (the signal reaches them at different moments), save, then all stop
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            trainer._signal_connector.received_sigterm = True  # so that every rank stops after this step
             self._save_and_stop(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

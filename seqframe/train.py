@@ -221,7 +221,8 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
         sys.exit(2)
     if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
-        print(f"\nseqframe: {summary['error']}")
+        if rank_zero_only.rank == 0:
+            print(f"\nseqframe: {summary['error']}")
         sys.exit(0)
     if summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
         _report(summary)
