@@ -1,11 +1,10 @@
 """A checkpoint carrying an arbitrary pickled object is refused everywhere, and nothing in it runs."""
 
 import pathlib
-import subprocess
 
 import pytest
 import torch
-from runs import BIN, tiny
+from runs import attempt, tiny
 
 from seqframe.checkpoints import CheckpointError
 from seqframe.resume import find_checkpoint
@@ -54,13 +53,7 @@ def test_refused_by_seqframe_and_by_lightning_resume(crafted, tmp_path):
 
 def test_refused_on_the_command_line(crafted, tmp_path):
     path, marker = crafted
-    result = subprocess.run(
-        [str(BIN / "seqframe-train"), *tiny(), f"ckpt_path={path}", "hydra.run.dir=run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = attempt([*tiny(), f"ckpt_path={path}", "hydra.run.dir=run"], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"seqframe-train: error: checkpoint {path} holds pickled objects other than tensors" in result.stderr
     assert not marker.exists() and not list((tmp_path / "run").rglob("*.ckpt"))

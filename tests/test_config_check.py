@@ -1,12 +1,11 @@
 """Bad configs are refused before training, each with a message naming the key and what is valid."""
 
 import inspect
-import subprocess
 from dataclasses import fields
 
 import pytest
 from hydra import compose, initialize_config_dir
-from runs import BIN, tiny
+from runs import attempt, tiny
 
 from seqframe.cell_config import register_cell_configs
 from seqframe.config_check import ConfigError, ModelConfig, check_config, check_overrides
@@ -140,13 +139,7 @@ def test_good_overrides_pass_including_sweeps():
 
 def test_command_line_refuses_before_training(tmp_path):
     """One real process: a bad value exits 2 with the message, and no checkpoint is ever written."""
-    result = subprocess.run(
-        [str(BIN / "seqframe-train"), *tiny(), "model.dropout=1.5", "hydra.run.dir=run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = attempt([*tiny(), "model.dropout=1.5", "hydra.run.dir=run"], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "seqframe-train: error: model.dropout=1.5 is out of range: it must be between 0.0 and 1.0" in result.stderr
     assert "Traceback" not in result.stderr

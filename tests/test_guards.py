@@ -1,15 +1,13 @@
 """A NaN in the data stops the run with a message and keeps the last good state; or the batch is skipped."""
 
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from nan_data import NAN_SEQUENCE
-from runs import BIN, summary
+from runs import attempt, summary
 
 from seqframe.cell_config import register_cell_configs
 from seqframe.checkpoints import load_checkpoint
@@ -32,15 +30,7 @@ NAN_RUN = [
 
 
 def test_nan_in_the_data_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    result = subprocess.run(
-        [str(BIN / "seqframe-train"), *NAN_RUN, "hydra.run.dir=run"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = attempt([*NAN_RUN, "hydra.run.dir=run"], tmp_path, pythonpath=Path(__file__).parent)
     assert result.returncode == 2, result.stderr[-3000:]
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     message = f"seqframe-train: error: training stopped: the loss is nan at step {NAN_STEP} (epoch 0, batch {NAN_STEP})"
