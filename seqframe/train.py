@@ -81,8 +81,10 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from hydra.utils import instantiate
 
     from seqframe.callbacks import EpochTimer
+    from seqframe.config_check import check_config
     from seqframe.data.batching import per_process_batch_size, without_global_batch_size
     from seqframe.model import SequenceModel
+    from seqframe.reliability import fit_resumably, reliability_callbacks
 
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
     output_dir = Path(cfg.paths.output_dir)
@@ -98,6 +100,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     }
     trainer = None
     try:
+        check_config(cfg, config_dir())
         if cfg.get("threads"):  # one job of a parallel sweep must not take every core
             import torch
 
@@ -116,7 +119,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
         timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*_callbacks(cfg), timer],
+            callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
         )
@@ -135,7 +138,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             has_cell_state=model.rnn.cells[0].has_cell_state,
             data_report=getattr(datamodule, "report", None),
         )
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop
+            return summary
         checkpoint = trainer.checkpoint_callback
         best_path = getattr(checkpoint, "best_model_path", "") or None
         summary.update(
@@ -150,7 +154,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             best_checkpoint=best_path,
         )
         if cfg.get("test", True):
-            results = trainer.test(model, datamodule=datamodule, ckpt_path="best" if best_path else None)
+            best = "best" if best_path else None
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
             summary["test"] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
         summary["status"] = "finished"
     except BaseException as exc:
@@ -229,6 +234,10 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         if (Path(cfg.paths.output_dir) / SUMMARY_FILE).exists():  # not when refused before training
             print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
         sys.exit(2)
+    if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
+        if is_rank_zero():
+            print(f"\nseqframe: {summary['error']}")
+        sys.exit(0)
     if is_rank_zero() and summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
         _report(summary)
     return summary.get("best_val")
@@ -243,6 +252,7 @@ def main() -> None:
     import hydra
 
     from seqframe.cell_config import check_cell_overrides, register_cell_configs
+    from seqframe.config_check import check_overrides
     from seqframe.distributed import check_run_dir_is_pinned
     from seqframe.errors import SeqframeError
     from seqframe.extras import check_extras, expose_checkout_hydra_plugins
@@ -254,6 +264,7 @@ def main() -> None:
         expose_checkout_hydra_plugins()
         register_cell_configs(conf)
         check_cell_overrides(sys.argv[1:], conf)
+        check_overrides(sys.argv[1:], conf)
     except SeqframeError as exc:
         print(f"seqframe-train: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -24,11 +24,18 @@ def tiny(epochs: int = 1) -> List[str]:
     ]
 
 
-def run(args, cwd, exe=BIN / "seqframe-train", timeout=400) -> subprocess.CompletedProcess:
-    """Run a console script; fail the test with its output if it fails."""
+def attempt(args, cwd, exe=BIN / "seqframe-train", timeout=400, pythonpath=None) -> subprocess.CompletedProcess:
+    """Run a console script and return what happened (for runs that are meant to fail too)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONUNBUFFERED"] = "1"
-    result = subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run(args, cwd, exe=BIN / "seqframe-train", timeout=400) -> subprocess.CompletedProcess:
+    """Run a console script; fail the test with its output if it fails."""
+    result = attempt(args, cwd, exe, timeout)
     assert result.returncode == 0, (
         f"{exe.name} {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )

@@ -237,7 +237,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_the_sweep_reports_it(tmp_path
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     statuses = [summary(tmp_path / "sweep" / str(job))["status"] for job in range(3)]
     assert statuses == ["finished", "failed", "finished"]
-    assert "hidden_size must be positive" in summary(tmp_path / "sweep" / "1")["error"]
+    assert "model.hidden_size=-1 is out of range" in summary(tmp_path / "sweep" / "1")["error"]
     assert "2 finished, 1 failed" in result.stdout and "job 1: gru on adding: failed" in result.stdout
     assert "resume=true" in result.stderr
 

@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Optional
 
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from seqframe.data.sharding import shard_sampler
+from seqframe.resume import resumable_loader
 
 TASKS = ("classify", "regress", "per_step", "per_step_regress")
 REGRESSION_TASKS = ("regress", "per_step_regress")  # real-valued targets: MSE
@@ -98,7 +97,8 @@ class TaskDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         """A loader of one split; under DDP each process reads its own share (a
         DistributedSampler made here, so that ``shuffle=False`` is honoured:
-        the Trainer runs with ``use_distributed_sampler=False``)."""
+        the Trainer runs with ``use_distributed_sampler=False``), and its position
+        mid-epoch is saved in checkpoints (see :mod:`seqframe.resume`)."""
         self.setup()
         dataset = self.splits[split]
         options = {
@@ -107,11 +107,8 @@ class TaskDataModule(pl.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
             "collate_fn": self.collate_fn,
         }
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = shard_sampler(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train")
-            return DataLoader(dataset, sampler=sampler, **options)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(dataset, shuffle=shuffle, generator=generator, **options)
+        # training shards are padded (every rank runs the same steps); val/test read each sequence once
+        return resumable_loader(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train", **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=self.shuffle)
