@@ -68,6 +68,7 @@ class TopLevelConfig:
     test: bool = bounded()
     resume: bool = bounded()
     on_nonfinite: str = bounded(choices=("stop", "skip"))
+    threads: Optional[int] = bounded(minimum=1)
     model: ModelConfig = bounded()
 
 
@@ -225,8 +226,8 @@ def check_config(cfg: Mapping[str, Any], config_dir: Path) -> None:
     from seqframe.options import check_options
     from seqframe.plugins import get_cell
 
-    values = dict(cfg)
-    values.pop("hydra", None)
+    # keys starting with "_" are values that config files interpolate from (an experiment's lookup table)
+    values = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_") and k != "hydra"}
     also_valid = config_groups(config_dir) | primary_keys(config_dir)
     check_schema(values, TopLevelConfig, "", also_valid=also_valid)
     check_target_node(values["data"], "data.", extra=(GLOBAL_KEY,))  # taken out before the module is built

@@ -82,6 +82,8 @@ class TrainedRun:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
+        from seqframe.data.batching import without_global_batch_size
+
         if self.config is None:
             raise SeqframeError(
                 f"{self.checkpoint} is not inside a run dir with {RUN_CONFIG}; give the run dir seqframe-train wrote"
@@ -90,7 +92,7 @@ class TrainedRun:
         if bad:
             raise SeqframeError(f"override {bad[0]!r} is not of the form data.key=value (e.g. data.path=new.csv)")
         config = OmegaConf.merge(self.config, OmegaConf.from_dotlist(list(overrides)))
-        data = OmegaConf.to_container(config.data, resolve=True)
+        data = OmegaConf.to_container(without_global_batch_size(config.data)[0], resolve=True)
         if self.data_state:
             data["data_state"] = self.data_state
         return instantiate(data)

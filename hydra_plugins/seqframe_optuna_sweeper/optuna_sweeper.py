@@ -26,10 +26,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from seqframe.errors import SeqframeError
+
 SAMPLERS = ("tpe", "random")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SeqframeError, ValueError):
     """A ``hydra.sweeper.params`` entry this sweeper cannot turn into an optuna distribution."""
 
 
