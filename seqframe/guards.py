@@ -28,10 +28,18 @@ class NonFiniteError(SeqframeError):
 
 
 def _first_nonfinite_gradient(module: torch.nn.Module) -> Optional[str]:
+    """The first parameter whose gradient holds a NaN/inf (called only once something is known to be bad)."""
     for name, parameter in module.named_parameters():
         if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
             return name
     return None
+
+
+def _largest_gradient(module: torch.nn.Module) -> Optional[torch.Tensor]:
+    """max |gradient| over all parameters, in one fused call: finite exactly when every gradient
+    element is (a max-norm cannot overflow), so the hot path costs a few ops however many parameters."""
+    gradients = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(gradients, norm_type=math.inf) if gradients else None
 
 
 class NonFiniteGuard(pl.Callback):
@@ -43,24 +51,26 @@ class NonFiniteGuard(pl.Callback):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.action = action
         self.skipped = 0
-        self._bad_loss: Optional[float] = None
+        self._loss: Optional[torch.Tensor] = None
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        value = float(loss.detach())
-        self._bad_loss = value if not math.isfinite(value) else None
+        self._loss = loss.detach()  # checked with the gradients below: one host sync per step, not two
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        gradient = _first_nonfinite_gradient(pl_module)
-        if self._bad_loss is None and gradient is None:
+        loss, self._loss = self._loss, None
+        largest = _largest_gradient(pl_module)
+        checked = [t.reshape(()).to(torch.float32) for t in (loss, largest) if t is not None]
+        if not checked or bool(torch.isfinite(torch.stack(checked)).all()):
             return
+        bad_loss = None if loss is None or bool(torch.isfinite(loss).all()) else float(loss)
+        gradient = None if bad_loss is not None else _first_nonfinite_gradient(pl_module)
         what = (
-            f"the loss is {self._bad_loss}"
-            if self._bad_loss is not None
+            f"the loss is {bad_loss}"
+            if bad_loss is not None
             else f"the gradient of {gradient} is not finite"
         )
         batch = trainer.fit_loop.epoch_loop.batch_idx
         where = f"at step {trainer.global_step} (epoch {trainer.current_epoch}, batch {batch})"
-        self._bad_loss = None
         if self.action == "skip":
             optimizer.zero_grad(set_to_none=True)  # parameters without a gradient are left alone by the step
             self.skipped += 1

@@ -56,3 +56,43 @@ def test_skip_drops_only_the_bad_batch(tmp_path, monkeypatch):
     assert math.isfinite(result["final_val"])
     final = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(t).all() for t in final["state_dict"].values())
+
+
+def _guarded_step(guard, module: torch.nn.Module, loss: torch.Tensor, saved: list):
+    """The guard's two hooks around one step, with a stand-in for the trainer's few fields."""
+    from types import SimpleNamespace
+
+    epoch_loop = SimpleNamespace(batch_idx=3)
+    trainer = SimpleNamespace(
+        global_step=7, current_epoch=1, fit_loop=SimpleNamespace(epoch_loop=epoch_loop), save_checkpoint=saved.append
+    )
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    guard.on_before_backward(trainer, module, loss)
+    loss.backward()
+    guard.on_before_optimizer_step(trainer, module, optimizer)
+
+
+@pytest.mark.parametrize(
+    "poison, named",
+    [
+        (lambda w: (w * float("nan")).sum(), "the loss is nan"),  # a NaN loss
+        (lambda w: w.sqrt()[0, 0], "gradient of 1.weight"),  # loss sqrt(0) = 0 is finite, its gradient is inf
+    ],
+)
+def test_a_nonfinite_loss_or_gradient_is_named_with_its_step(tmp_path, poison, named):
+    """In-process: the fused max-norm check finds NaN/inf anywhere, and the message names the loss or the
+    parameter; finite steps pass untouched."""
+    from seqframe.guards import NonFiniteError, NonFiniteGuard
+
+    guard = NonFiniteGuard(tmp_path, action="stop")
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, bias=False))
+    saved: list = []
+    _guarded_step(guard, module, module(torch.ones(1, 2)).sum(), saved)  # finite: nothing happens
+    assert saved == []
+    weight = module[1].weight
+    with torch.no_grad():
+        weight.copy_(torch.tensor([[0.0, 1.0], [1.0, 2.0]]))
+    module.zero_grad()
+    with pytest.raises(NonFiniteError, match=named) as error:
+        _guarded_step(guard, module, poison(weight), saved)
+    assert "at step 7 (epoch 1, batch 3)" in str(error.value) and saved == [tmp_path / "last.ckpt"]
