@@ -33,5 +33,5 @@ class EpochTimer(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            pl_module.log(ELAPSED, time.perf_counter() - self._fit_start, sync_dist=False)
-            pl_module.log(CPU, time.process_time() - self._fit_cpu_start, sync_dist=False)
+            clocks = {ELAPSED: time.perf_counter() - self._fit_start, CPU: time.process_time() - self._fit_cpu_start}
+            pl_module.log_dict(clocks, sync_dist=False)  # one call: each log call costs ~1 ms of Lightning
