@@ -50,7 +50,6 @@ class _SpecGRUScan(torch.autograd.Function):
         gates = p.new_empty(steps, batch, 2 * hidden)  # sigmoid outputs r, z
         candidate = p.new_empty(steps, batch, hidden)  # n
         reset_h = p.new_empty(steps, batch, hidden)  # r * h
-        delta = p.new_empty(batch, hidden)
         update = gates[:, :, hidden:] if mask is None else p.new_empty(steps, batch, hidden)  # m * z
         hs[0] = h0
         for t in range(steps):
@@ -59,8 +58,7 @@ class _SpecGRUScan(torch.autograd.Function):
             torch.addmm(p_n[t], reset_h[t], u_n, out=candidate[t]).tanh_()
             if mask is not None:
                 torch.mul(gates[t, :, hidden:], mask[t], out=update[t])
-            torch.sub(candidate[t], hs[t], out=delta)
-            torch.addcmul(hs[t], update[t], delta, out=hs[t + 1])
+            torch.lerp(hs[t], candidate[t], update[t], out=hs[t + 1])  # h + u (n - h), one kernel
         ctx.save_for_backward(weight_hh, hs, gates, update, candidate, reset_h, mask)
         return hs[1:].transpose(0, 1)
 
@@ -69,28 +67,32 @@ class _SpecGRUScan(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         weight_hh, hs, gates, update, candidate, reset_h, mask = ctx.saved_tensors
         steps, batch, hidden = candidate.shape
-        u_r, u_z, u_n = weight_hh[:hidden], weight_hh[hidden : 2 * hidden], weight_hh[2 * hidden :]
+        u_rz, u_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
         g_out = grad_out.transpose(0, 1).contiguous()
         h_prev = hs[:-1]
-        # separate contiguous buffers: writing into column slices of one [T, B, 3H] would copy
-        d_r, d_z, d_n = (hs.new_empty(steps, batch, hidden) for _ in range(3))
+        # the gradient of p, gate blocks side by side: d_r and d_z next to each other make the
+        # recurrent step one matrix product, and the result needs no concatenation
+        d_p = hs.new_empty(steps, batch, 3 * hidden)
+        d_rz, d_n = d_p[..., : 2 * hidden], d_p[..., 2 * hidden :]
+        d_r, d_z = d_rz[..., :hidden], d_rz[..., hidden:]
         dh, d_reset_h = hs.new_zeros(batch, hidden), hs.new_empty(batch, hidden)
+        # every factor that does not depend on dh, for all steps at once: a few large kernels
+        # instead of ~13 small ones per step (on a CPU each small kernel costs more than its arithmetic)
+        r, z_sig, z, n = gates[..., :hidden], gates[..., hidden:], update, candidate
+        n_factor = z * (1 - n * n)  # d_n = dh * z * tanh'
+        r_factor = h_prev * r * (1 - r)  # d_r = (d_n U_n) * h * sigmoid'(r)
+        z_factor = (n - h_prev) * z_sig * (1 - z_sig)  # d_z = dh * (n - h) * sigmoid'(z) * m
+        if mask is not None:
+            z_factor.mul_(mask)
+        keep = 1 - z  # dh flows straight through the (1 - m z) share of h
         for t in range(steps - 1, -1, -1):  # per-step slices stay in cache, also for large B*H
-            r, z_sig, z, n, h = gates[t, :, :hidden], gates[t, :, hidden:], update[t], candidate[t], h_prev[t]
             dh.add_(g_out[t])
-            torch.mul(dh * z, 1 - n * n, out=d_n[t])
+            torch.mul(dh, n_factor[t], out=d_n[t])
             torch.mm(d_n[t], u_n, out=d_reset_h)
-            torch.mul(d_reset_h * h, r * (1 - r), out=d_r[t])
-            dz = dh * (n - h) * (z_sig * (1 - z_sig))
-            torch.mul(dz, mask[t], out=d_z[t]) if mask is not None else d_z[t].copy_(dz)
-            dh.mul_(1 - z).addcmul_(d_reset_h, r).addmm_(d_r[t], u_r).addmm_(d_z[t], u_z)
+            torch.mul(d_reset_h, r_factor[t], out=d_r[t])
+            torch.mul(dh, z_factor[t], out=d_z[t])
+            dh.mul_(keep[t]).addcmul_(d_reset_h, r[t]).addmm_(d_rz[t], u_rz)
         rows = steps * batch
         flat_h, flat_rh = h_prev.reshape(rows, hidden), reset_h.reshape(rows, hidden)
-        d_weight = torch.cat(
-            [
-                d_r.reshape(rows, hidden).t() @ flat_h,
-                d_z.reshape(rows, hidden).t() @ flat_h,
-                d_n.reshape(rows, hidden).t() @ flat_rh,
-            ]
-        )
-        return torch.cat([d_r, d_z, d_n], dim=2).transpose(0, 1), dh, d_weight, None
+        d_weight = torch.cat([d_rz.reshape(rows, 2 * hidden).t() @ flat_h, d_n.reshape(rows, hidden).t() @ flat_rh])
+        return d_p.transpose(0, 1), dh, d_weight, None
