@@ -261,6 +261,7 @@ def test_forecast_many_to_many_targets_every_step_and_padding_is_not_scored(tmp_
         target_column="a",
         horizon=2,
         forecast="many_to_many",
+        task="auto",  # as conf/data/csv.yaml passes it
         normalize=False,
         val_fraction=0.2,
         test_fraction=0.2,

@@ -87,8 +87,8 @@ class CsvDataModule(FileDataModule):
         self.feature_columns, self.targets = _as_list(feature_columns), _as_list(target_column) or []
         self.split_column, self.horizon = split_column, None if horizon is None else int(horizon)
         self.forecast = forecast
-        if self.horizon is not None:
-            options.setdefault("task", "regress" if forecast == "many_to_one" else "per_step_regress")
+        if self.horizon is not None and options.get("task", "auto") == "auto":  # the YAML passes task=auto
+            options["task"] = "regress" if forecast == "many_to_one" else "per_step_regress"
         super().__init__(path=path, **options)
 
     def _rows(self, path: Path) -> tuple[List[str], List[Dict[str, str]]]:
