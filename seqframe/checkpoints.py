@@ -10,6 +10,7 @@ refusal into a message that says what happened and what to do.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -28,6 +29,20 @@ def _refused_object(exc: Exception) -> str:
     return ""
 
 
+def _is_checkpoint_format(path: Path) -> bool:
+    """torch.save's zip archive, or a pickle (protocol 2+ starts with the PROTO opcode, 0x80)."""
+    with path.open("rb") as handle:
+        first = handle.read(1)
+    return first == b"\x80" or zipfile.is_zipfile(path)
+
+
+def _not_a_checkpoint(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a torch checkpoint file; give a .ckpt that seqframe-train wrote "
+        "(<run dir>/checkpoints/last.ckpt) or the run dir"
+    )
+
+
 def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[str, Any]:
     """The checkpoint at ``path`` as a dict, loaded weights-only."""
     import torch
@@ -38,12 +53,16 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[s
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _is_checkpoint_format(path):  # neither torch's zip nor a pickle: a CSV, say
+            raise _not_a_checkpoint(path) from None
         raise CheckpointError(
             f"checkpoint {path} holds pickled objects other than tensors and plain values, so it was not loaded "
             f"(loading it could run arbitrary code). Only load checkpoints you trust; seqframe's own checkpoints "
             f"never need this. {_refused_object(exc)}"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # torch's reader fails in many ways on files that are not checkpoints
+        if not _is_checkpoint_format(path):
+            raise _not_a_checkpoint(path) from None
         raise CheckpointError(f"checkpoint {path} could not be read ({exc}); is it a whole torch checkpoint?") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} is a {type(checkpoint).__name__}, not a Lightning checkpoint dict")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from runs import attempt, tiny
 
-from seqframe.checkpoints import CheckpointError
+from seqframe.checkpoints import CheckpointError, load_checkpoint
 from seqframe.resume import find_checkpoint
 
 
@@ -57,3 +57,12 @@ def test_refused_on_the_command_line(crafted, tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"seqframe-train: error: checkpoint {path} holds pickled objects other than tensors" in result.stderr
     assert not marker.exists() and not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("content", [b"id,t,x\n1,0,0.5\n", b"\x00garbage", b""])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
+    """Not a security refusal: a CSV, garbage or an empty file is simply not a checkpoint."""
+    path = tmp_path / "not.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a torch checkpoint file"):
+        load_checkpoint(path)

@@ -114,6 +114,16 @@ def test_bad_csv_input_names_file_row_and_fix(tmp_path, case):
         assert part in str(error.value), f"{case}: {part!r} not in {error.value}"
 
 
+def test_a_file_of_the_other_format_is_named_as_such(tmp_path):
+    """An .npz given to data=csv, or a CSV to data=numpy: the message names the right data= choice."""
+    npz, text = tmp_path / "arrays.npz", write_csv(tmp_path / "series.npy", HEADER, long_rows())
+    np.savez(npz, X=np.zeros((4, 3, 2)), y=np.arange(4) % 2)
+    with pytest.raises(DataFileError, match=r"arrays.npz: not a UTF-8 text CSV file .* use data=numpy"):
+        CsvDataModule(path=str(npz), **CSV_OPTIONS).setup()
+    with pytest.raises(DataFileError, match=r"series.npy: not an .npy/.npz file .* for a CSV use data=csv"):
+        NumpyDataModule(path=str(text)).setup()
+
+
 def keras_arrays(n=10, steps=5, features=3, seed=0):
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, steps, features)), rng.integers(0, 2, size=(n, 1))

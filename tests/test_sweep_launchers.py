@@ -100,6 +100,23 @@ def test_failed_trials_are_told_as_failed_and_the_study_goes_on(tmp_path):
     assert all("seed=3" in job for _, batch in sweeper.launcher.batches for job in batch)
 
 
+def test_a_search_space_that_contradicts_the_stored_study_is_one_clear_error(tmp_path):
+    """The same study (name + storage) asked with another choice list: say how to keep both, not a traceback."""
+    storage = f"sqlite:///{tmp_path}/s.db"
+
+    def sweeper(choices: str) -> OptunaSweeper:
+        made = OptunaSweeper(n_trials=1, sampler="random", seed=0, storage=storage, study_name="s",
+                             params=OmegaConf.create({"model.hidden_size": choices}))
+        made.launcher = _Launcher([0.5])
+        made.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+        made.hydra_context = SimpleNamespace(config_loader=SimpleNamespace(load_sweep_config=lambda **_: None))
+        return made
+
+    sweeper("choice(32, 64, 128)").sweep([])
+    with pytest.raises(SeqframeError, match=r"'s' .* another search space.*hydra.sweeper.study_name="):
+        sweeper("choice(32, 64)").sweep([])
+
+
 def _parsed(line):
     return OverridesParser.create().parse_overrides([line])[0]
 

@@ -128,6 +128,16 @@ class OptunaSweeper(Sweeper):
             load_if_exists=True,
         )
 
+    def _ask(self, study: Any, space: Dict[str, Any]) -> Any:
+        """A new trial; a search space that contradicts the stored study's is a user error, said as one."""
+        try:
+            return study.ask(space)
+        except ValueError as exc:  # optuna: a distribution differs from the one this study stored
+            raise SearchSpaceError(
+                f"study {study.study_name!r} in {self.storage} was run with another search space ({exc}); "
+                "give this search its own hydra.sweeper.study_name=NAME (or storage), or delete the stored study"
+            ) from None
+
     def sweep(self, arguments: List[str]) -> List[Any]:
         from optuna.trial import TrialState
 
@@ -139,7 +149,7 @@ class OptunaSweeper(Sweeper):
         returns: List[Any] = []
         remaining = self.n_trials
         while remaining > 0:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining))]
+            trials = [self._ask(study, space) for _ in range(min(self.n_jobs, remaining))]
             batch = [fixed + [f"{key}={value}" for key, value in trial.params.items()] for trial in trials]
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=trials[0].number)

@@ -24,6 +24,11 @@ def _load(path: Path) -> Dict[str, np.ndarray]:
                 return {key: archive[key] for key in archive.files}
         return {"": np.load(path, allow_pickle=False)}
     except (ValueError, OSError) as exc:
+        if "pickled" in str(exc):  # numpy's guess for any file that is not .npy/.npz (a CSV, say)
+            raise DataFileError(
+                f"{path}: not an .npy/.npz file of numbers (a text or pickled file?); for a CSV use data=csv, "
+                "for arrays save them with np.savez"
+            ) from None
         raise DataFileError(
             f"{path}: not a readable .npy/.npz of plain numbers ({exc}); save it with np.savez"
         ) from None

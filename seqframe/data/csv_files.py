@@ -92,10 +92,15 @@ class CsvDataModule(FileDataModule):
         super().__init__(path=path, **options)
 
     def _rows(self, path: Path) -> tuple[List[str], List[Dict[str, str]]]:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header = list(reader.fieldnames or [])
-            rows = list(reader)
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                header = list(reader.fieldnames or [])
+                rows = list(reader)
+        except UnicodeDecodeError:
+            raise DataFileError(
+                f"{path}: not a UTF-8 text CSV file (binary: an .npz or .npy? then use data=numpy)"
+            ) from None
         if not header or not rows:
             raise DataFileError(f"{path}: no header and data rows; the first line must name the columns")
         return header, rows
