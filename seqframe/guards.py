@@ -77,7 +77,7 @@ class NonFiniteGuard(pl.Callback):
             rank_zero_warn(f"seqframe: {what} {where}: batch skipped (on_nonfinite=skip; {self.skipped} so far)")
             return
         path = self.checkpoint_dir / "last.ckpt"
-        trainer.save_checkpoint(path)  # the weights and optimizer are still those before this step
+        trainer.save_checkpoint(path, weights_only=False)  # the weights and optimizer are still those before this step
         raise NonFiniteError(
             f"training stopped: {what} {where}. The last good state is in {path}. Check the data for NaN/inf, "
             f"lower model.optimizer.lr or set trainer.gradient_clip_val; on_nonfinite=skip drops such batches, "

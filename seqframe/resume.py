@@ -212,7 +212,7 @@ class ResumeState(pl.Callback):
 
     def _save_and_stop(self, trainer: pl.Trainer) -> None:
         path = self.checkpoint_dir / LAST
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # full state (False: no log line about it)
         self.stopped_by_sigterm = path
         rank_zero_info(f"seqframe: SIGTERM at step {trainer.global_step}: saved {path}; resume with ckpt_path=last")
 
@@ -229,7 +229,7 @@ class StepCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self.every and trainer.global_step % self.every == 0 and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def keep_csv_rows_before(trainer: pl.Trainer, checkpoint: Path) -> None:
@@ -251,6 +251,32 @@ def keep_csv_rows_before(trainer: pl.Trainer, checkpoint: Path) -> None:
             warnings.simplefilter("ignore")
             writer = logger.experiment  # creating the writer empties the file
         writer.metrics[:0] = rows  # written before the resumed run's rows
+
+
+# the model settings the weights' shapes follow
+STRUCTURE_KEYS = ("hidden_size", "num_layers", "bidirectional", "encoder", "embed_dim")
+
+
+def check_same_model(checkpoint: Dict[str, Any], path: Path, hparams: Dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint of another task, cell or model shape: the weights may fit by chance
+    (same sizes) and training would go on silently on the wrong problem. Backend and optimizer may change."""
+    saved = checkpoint.get("hyper_parameters") or {}
+
+    def cell(config: Dict[str, Any]) -> Dict[str, Any]:
+        return {k: v for k, v in (config or {}).items() if k != "backend"}
+
+    differences = [
+        f"{key}: {saved[key]!r} there, {hparams[key]!r} here"
+        for key in ("task", *STRUCTURE_KEYS)
+        if key in saved and key in hparams and saved[key] != hparams[key]
+    ]
+    if "cell" in saved and cell(saved["cell"]) != cell(hparams.get("cell")):
+        differences.insert(0, f"cell: {cell(saved['cell'])} there, {cell(hparams.get('cell'))} here")
+    if differences:
+        raise CheckpointError(
+            f"ckpt_path: {path} was trained for another model or task ({'; '.join(differences)}). Resume with "
+            "the run's own data=, cell= and model settings, or train anew without ckpt_path"
+        )
 
 
 def find_checkpoint(ckpt_path: Optional[str], output_dir: Path) -> Optional[Path]:

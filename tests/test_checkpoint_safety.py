@@ -66,3 +66,20 @@ def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="is not a torch checkpoint file"):
         load_checkpoint(path)
+
+
+def test_resuming_another_task_or_cell_is_refused_but_backend_and_optimizer_may_change(tmp_path):
+    """Weights of the same sizes would load silently and train on the wrong problem; say so instead."""
+    from seqframe.resume import check_same_model
+
+    here = {"task": {"task": "regress", "input_size": 2}, "cell": {"name": "gru", "backend": "auto"},
+            "hidden_size": 64, "optimizer": {"lr": 0.003}}
+    same = {**here, "cell": {"name": "gru", "backend": "loop"}, "optimizer": {"lr": 0.001}}
+    check_same_model({"hyper_parameters": same}, tmp_path / "x.ckpt", here)
+    for other, named in (
+        ({**here, "task": {"task": "classify", "input_size": 2}}, "task: "),
+        ({**here, "cell": {"name": "lstm", "backend": "auto"}}, "cell: "),
+        ({**here, "hidden_size": 32}, "hidden_size: 32 there, 64 here"),
+    ):
+        with pytest.raises(CheckpointError, match=rf"another model or task \({named}.*train anew without ckpt_path"):
+            check_same_model({"hyper_parameters": other}, tmp_path / "x.ckpt", here)
