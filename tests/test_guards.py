@@ -64,7 +64,10 @@ def _guarded_step(guard, module: torch.nn.Module, loss: torch.Tensor, saved: lis
 
     epoch_loop = SimpleNamespace(batch_idx=3)
     trainer = SimpleNamespace(
-        global_step=7, current_epoch=1, fit_loop=SimpleNamespace(epoch_loop=epoch_loop), save_checkpoint=saved.append
+        global_step=7,
+        current_epoch=1,
+        fit_loop=SimpleNamespace(epoch_loop=epoch_loop),
+        save_checkpoint=lambda path, **options: saved.append(path),
     )
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
     guard.on_before_backward(trainer, module, loss)
