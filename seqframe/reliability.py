@@ -13,9 +13,8 @@ from typing import Any, Dict, List
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from seqframe.checkpoints import load_checkpoint
 from seqframe.guards import NonFiniteGuard
-from seqframe.resume import ResumeState, check_same_model, find_checkpoint, keep_csv_rows_before
+from seqframe.resume import ResumeState, find_checkpoint, keep_csv_rows_before
 
 
 def checkpoint_dir(output_dir: Path) -> Path:
@@ -38,10 +37,9 @@ def fit_resumably(trainer: pl.Trainer, model: Any, datamodule: Any, cfg: DictCon
     """
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    resume_from = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.output_dir))
+    resume_from = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.output_dir), dict(model.hparams))
     summary["resumed_from"] = str(resume_from) if resume_from else None
     if resume_from is not None:
-        check_same_model(load_checkpoint(resume_from), resume_from, dict(model.hparams))
         keep_csv_rows_before(trainer, resume_from)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)

@@ -279,12 +279,15 @@ def check_same_model(checkpoint: Dict[str, Any], path: Path, hparams: Dict[str, 
         )
 
 
-def find_checkpoint(ckpt_path: Optional[str], output_dir: Path) -> Optional[Path]:
+def find_checkpoint(
+    ckpt_path: Optional[str], output_dir: Path, hparams: Optional[Dict[str, Any]] = None
+) -> Optional[Path]:
     """The checkpoint file ``ckpt_path`` means, checked (weights-only) before training starts.
 
     ``last``: this run dir's ``checkpoints/last.ckpt``, or None (start fresh) when
     there is none yet, so the same command works for the first start and every
     restart after a pre-emption. A run dir means its ``checkpoints/last.ckpt``.
+    With ``hparams`` (the model about to train) it must be a checkpoint of the same model and task.
     """
     if ckpt_path in (None, ""):
         return None
@@ -300,5 +303,7 @@ def find_checkpoint(ckpt_path: Optional[str], output_dir: Path) -> Optional[Path
             path = next((c for c in candidates if c.is_file()), candidates[0])
             if not path.is_file():
                 raise CheckpointError(f"ckpt_path={ckpt_path} is a directory without checkpoints/{LAST}")
-    load_checkpoint(path)  # refuses unreadable checkpoints and pickled objects with a clear message
+    checkpoint = load_checkpoint(path)  # refuses unreadable checkpoints and pickled objects with a clear message
+    if hparams is not None:
+        check_same_model(checkpoint, path, hparams)
     return path

@@ -20,7 +20,7 @@ from seqframe.sweep import read_summary
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 
 
-def find_checkpoint(path: Path, which: str = "best") -> Path:
+def run_checkpoint(path: Path, which: str = "best") -> Path:
     """A checkpoint file from a run dir (its best, else ``last.ckpt``) or the file itself."""
     if path.is_file():
         return path
@@ -102,7 +102,7 @@ def load_run(path: str | Path, which: str = "best") -> TrainedRun:
     """Load a run dir or checkpoint (weights-only) with the run's config when there is one."""
     from omegaconf import OmegaConf
 
-    checkpoint = find_checkpoint(Path(path).expanduser(), which)
+    checkpoint = run_checkpoint(Path(path).expanduser(), which)
     run_dir = run_dir_of(checkpoint)
     config = OmegaConf.load(run_dir / RUN_CONFIG) if run_dir else None
     if config is not None and "paths" in config:
