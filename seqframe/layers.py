@@ -5,7 +5,7 @@ stacked layers, the reverse direction, dropout between layers, initial
 states, and variable-length (right-padded) batches. For each layer it picks
 the fastest correct path:
 
-* ``fused``: the cell's ``scan`` on the raw layer input (a library kernel
+* ``fused``: the cell's ``scan`` on the raw layer input (a kernel
   that does the input projection itself, ``fused_projection = True``);
 * ``scan``: the cell's ``scan`` on ``project(x)``;
 * ``loop``: ``project(x)`` once for all steps, then a loop over ``step``;

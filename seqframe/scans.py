@@ -28,9 +28,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 METHODS = ("auto", "parallel", "sequential")
-# Above this many elements per [T, B, H] buffer, the whole-sequence CPU kernels here and in
-# seqframe.cells.gru_scan lost to the plain step loop on the reference machine (B=128, T=200,
-# H=512: first touches of their large buffers cost more than the loop's autograd overhead).
+# Above this many elements per [T, B, H] buffer, the whole-sequence CPU scans here lost to the
+# plain step loop on the reference machine (B=128, T=200, H=512: first touches of their large
+# buffers cost more than the loop's autograd overhead).
 CPU_KERNEL_MAX_ELEMENTS = 4_000_000
 
 

@@ -7,7 +7,7 @@ from seqframe import Recurrent
 
 FUSED_CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {"reset_after": True})]
 ALL_CELLS = FUSED_CELLS + [("gru", {})]
-FAST_PATHS = [(name, options, "fused") for name, options in FUSED_CELLS] + [("gru", {}, "scan")]
+FAST_PATHS = [(name, options, "fused") for name, options in ALL_CELLS]
 SHAPES = [(1, False), (2, True)]
 
 
@@ -89,7 +89,7 @@ def test_padded_batch_equals_each_sequence_alone(name, options, layers, bidirect
 
 
 def test_each_gru_form_takes_its_own_kernel_and_says_so():
-    assert Recurrent("gru", 8, 16, num_layers=2).paths() == ["scan", "scan"]
+    assert Recurrent("gru", 8, 16, num_layers=2).paths() == ["fused", "fused"]
     assert Recurrent("gru", 8, 16, cell_options={"reset_after": True}).paths() == ["fused"]
     assert Recurrent("gru", 8, 16, backend="loop").paths() == ["loop"]
 
@@ -208,18 +208,3 @@ def test_compile_backend_matches_the_loop():
     torch.testing.assert_close(h_a, h_b, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads_a, grads_b):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-
-
-def test_spec_gru_takes_the_step_loop_above_the_kernel_size_limit(monkeypatch):
-    from seqframe import scans
-
-    fast, loop = twin_layers("gru", {}, 1, True)
-    x, lengths = torch.randn(3, 6, 8), torch.tensor([6, 2, 4])
-    with torch.no_grad():
-        kernel_out, kernel_state = fast(x, lengths=lengths)
-        monkeypatch.setattr(scans, "CPU_KERNEL_MAX_ELEMENTS", 0)
-        fallback_out, fallback_state = fast(x, lengths=lengths)
-        loop_out, _ = loop(x, lengths=lengths)
-    torch.testing.assert_close(fallback_out, loop_out, atol=1e-6, rtol=0)
-    torch.testing.assert_close(kernel_out, fallback_out, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(kernel_state, fallback_state, atol=1e-5, rtol=1e-5)

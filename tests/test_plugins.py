@@ -163,7 +163,7 @@ def test_seqframe_cells_command_lists_builtins_without_lightning():
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.strip()}
     assert rows["lstm"][2:5] == ["seqframe", seqframe.__version__, "1600"]
     assert rows["gru"][4] == "1200" and rows["rnn"][4] == "400"
-    assert rows["lstm"][-1] == "fused" and rows["gru"][-1] == "scan"
+    assert rows["lstm"][-1] == "fused" and rows["gru"][-1] == "fused"
 
 
 def test_console_script_is_installed():

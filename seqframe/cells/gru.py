@@ -33,8 +33,6 @@ from torch import Tensor, nn
 from seqframe.cells.gru_scan import spec_gru_sequence
 from seqframe.cells.standard import StandardCell, copy_blocks, run_fused
 from seqframe.hookspecs import hookimpl
-from seqframe.layers import run_steps, step_mask
-from seqframe.scans import cpu_kernel_worthwhile
 
 KERAS_ORDER = (1, 0, 2)  # Keras's z, r, h blocks are our blocks 1, 0, 2
 
@@ -54,9 +52,7 @@ class GRU(StandardCell):
             self.bias_hh = nn.Parameter(torch.empty(3 * self.hidden_size))
         self.reset_parameters()
 
-    @property
-    def fused_projection(self) -> bool:  # type: ignore[override]
-        return self.reset_after
+    fused_projection = True  # both forms project the input inside scan (see there)
 
     def step(self, p_t: Tensor, state: Tensor) -> Tuple[Tensor, Tensor]:
         h = state
@@ -76,12 +72,10 @@ class GRU(StandardCell):
 
     def scan(self, x: Tensor, state: Tensor, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Reset-after: torch's fused kernel on the raw input ``x``. Spec form: the
-        hand-written sequence kernel of :mod:`seqframe.cells.gru_scan` on ``project(x)``."""
+        hand-written sequence kernel of :mod:`seqframe.cells.gru_scan`, which projects
+        ``x`` time-major itself."""
         if not self.reset_after:
-            batch, steps = x.shape[:2]
-            if cpu_kernel_worthwhile(steps, batch, self.hidden_size, x.device):
-                return spec_gru_sequence(x, state, self.weight_hh, lengths)
-            return run_steps(self, x, state, step_mask(lengths, steps, x.device))
+            return spec_gru_sequence(x, state, self.weight_ih, self.bias, self.weight_hh, lengths)
         weights = [self.weight_ih, self.weight_hh, self.bias, self.bias_hh]
         out, (h,) = run_fused(torch.gru, x, (state,), weights, self.training, lengths)
         return out, h

@@ -1,11 +1,12 @@
 """A whole-sequence kernel for the spec's (reset-before) GRU, written in torch ops.
 
-No library ships a fused kernel for this form, so this is one: the forward
-loop writes into preallocated buffers outside autograd, and the backward
-pass is written out (backpropagation through time) instead of being
-recorded step by step. Per step that leaves a handful of kernels and no
-autograd bookkeeping, and the recurrent weight's gradient becomes two large
-matrix products over all steps at once instead of T small ones.
+No library ships a fused kernel for this form, so this is one: the input
+projection runs once, time-major, for all steps; the forward loop writes into
+preallocated buffers outside autograd; and the backward pass is written out
+(backpropagation through time) instead of being recorded step by step. Per
+step that leaves a handful of kernels and no autograd bookkeeping, and the
+recurrent weight's gradient becomes two large matrix products over all steps
+at once instead of T small ones.
 
 Equations (``p`` holds the projected input, blocks ``r, z, h~``; ``U`` is
 ``weight_hh``; ``m`` is 1 on real steps and 0 on padding)::
@@ -20,31 +21,46 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+# fused derivative kernels: g * s * (1 - s) and g * (1 - t * t) in one pass each
+_sigmoid_backward = torch.ops.aten.sigmoid_backward
+_tanh_backward = torch.ops.aten.tanh_backward
+
 
 def spec_gru_sequence(
-    p: Tensor, h0: Tensor, weight_hh: Tensor, lengths: Optional[Tensor] = None
+    x: Tensor,
+    h0: Tensor,
+    weight_ih: Tensor,
+    bias: Tensor,
+    weight_hh: Tensor,
+    lengths: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """Run the spec GRU over ``p`` ``[B, T, 3H]`` from ``h0`` ``[B, H]``: outputs ``[B, T, H]``, final state."""
-    steps = p.shape[1]
+    """Run the spec GRU over ``x`` ``[B, T, I]`` from ``h0`` ``[B, H]``: outputs ``[B, T, H]``, final state.
+
+    The projection is computed time-major (``[T, B, 3H]``, from the small
+    ``[T, B, I]`` input) so that every step's slices are contiguous rows
+    without copying the large projected tensor.
+    """
+    steps = x.shape[1]
     if lengths is None:
         mask = None
     else:
-        mask = (torch.arange(steps, device=p.device)[:, None] < lengths.to(p.device)[None, :]).to(p.dtype)
+        mask = (torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]).to(x.dtype)
         mask = mask.unsqueeze(-1)  # [T, B, 1]
-    out = _SpecGRUScan.apply(p, h0, weight_hh, mask)
+    p_time = F.linear(x.transpose(0, 1), weight_ih, bias)
+    out = _SpecGRUScan.apply(p_time, h0, weight_hh, mask)
     return out, out[:, -1]
 
 
 class _SpecGRUScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: Tensor, h0: Tensor, weight_hh: Tensor, mask: Optional[Tensor]) -> Tensor:
+        steps, batch = p.shape[:2]
         hidden = h0.shape[1]
-        p_time = p.transpose(0, 1)  # time-major, gate blocks apart: each step's slices are contiguous
-        p_rz, p_n = p_time[..., : 2 * hidden].contiguous(), p_time[..., 2 * hidden :].contiguous()
-        steps, batch = p_time.shape[:2]
+        p_rz, p_n = p[..., : 2 * hidden], p[..., 2 * hidden :]
         u_rz, u_n = weight_hh[: 2 * hidden].t(), weight_hh[2 * hidden :].t()
         hs = p.new_empty(steps + 1, batch, hidden)
         gates = p.new_empty(steps, batch, 2 * hidden)  # sigmoid outputs r, z
@@ -68,7 +84,7 @@ class _SpecGRUScan(torch.autograd.Function):
         weight_hh, hs, gates, update, candidate, reset_h, mask = ctx.saved_tensors
         steps, batch, hidden = candidate.shape
         u_rz, u_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
-        g_out = grad_out.transpose(0, 1).contiguous()
+        g_out = grad_out.transpose(0, 1)  # read step by step: no copy, also when it is an expanded view
         h_prev = hs[:-1]
         # the gradient of p, gate blocks side by side: d_r and d_z next to each other make the
         # recurrent step one matrix product, and the result needs no concatenation
@@ -76,23 +92,25 @@ class _SpecGRUScan(torch.autograd.Function):
         d_rz, d_n = d_p[..., : 2 * hidden], d_p[..., 2 * hidden :]
         d_r, d_z = d_rz[..., :hidden], d_rz[..., hidden:]
         dh, d_reset_h = hs.new_zeros(batch, hidden), hs.new_empty(batch, hidden)
-        # every factor that does not depend on dh, for all steps at once: a few large kernels
-        # instead of ~13 small ones per step (on a CPU each small kernel costs more than its arithmetic)
+        # every factor that does not depend on dh, for all steps at once, each in one fused
+        # derivative kernel: on a CPU these large passes are bound by memory traffic, so fewer is faster
         r, z_sig, z, n = gates[..., :hidden], gates[..., hidden:], update, candidate
-        n_factor = z * (1 - n * n)  # d_n = dh * z * tanh'
-        r_factor = h_prev * r * (1 - r)  # d_r = (d_n U_n) * h * sigmoid'(r)
-        z_factor = (n - h_prev) * z_sig * (1 - z_sig)  # d_z = dh * (n - h) * sigmoid'(z) * m
+        n_factor = _tanh_backward(z, n)  # d_n = dh * z * tanh'
+        r_factor = _sigmoid_backward(h_prev, r)  # d_r = (d_n U_n) * h * sigmoid'(r)
+        z_factor = _sigmoid_backward(n - h_prev, z_sig)  # d_z = dh * (n - h) * sigmoid'(z) * m
         if mask is not None:
             z_factor.mul_(mask)
-        keep = 1 - z  # dh flows straight through the (1 - m z) share of h
         for t in range(steps - 1, -1, -1):  # per-step slices stay in cache, also for large B*H
             dh.add_(g_out[t])
             torch.mul(dh, n_factor[t], out=d_n[t])
             torch.mm(d_n[t], u_n, out=d_reset_h)
             torch.mul(d_reset_h, r_factor[t], out=d_r[t])
             torch.mul(dh, z_factor[t], out=d_z[t])
-            dh.mul_(keep[t]).addcmul_(d_reset_h, r[t]).addmm_(d_rz[t], u_rz)
+            # dh flows straight through the (1 - m z) share of h: dh - dh * z, in place
+            dh.addcmul_(dh, z[t], value=-1).addcmul_(d_reset_h, r[t]).addmm_(d_rz[t], u_rz)
         rows = steps * batch
         flat_h, flat_rh = h_prev.reshape(rows, hidden), reset_h.reshape(rows, hidden)
-        d_weight = torch.cat([d_rz.reshape(rows, 2 * hidden).t() @ flat_h, d_n.reshape(rows, hidden).t() @ flat_rh])
-        return d_p.transpose(0, 1), dh, d_weight, None
+        d_weight = torch.empty_like(weight_hh)
+        torch.mm(d_rz.reshape(rows, 2 * hidden).t(), flat_h, out=d_weight[: 2 * hidden])
+        torch.mm(d_n.reshape(rows, hidden).t(), flat_rh, out=d_weight[2 * hidden :])
+        return d_p, dh, d_weight, None
