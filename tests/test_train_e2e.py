@@ -110,7 +110,7 @@ def test_plugin_cell_trains_from_its_entry_point_with_no_yaml(tmp_path):
     assert not (REPO / "conf" / "cell" / "mingru.yaml").exists()
     run(["cell=mingru", *TINY, "hydra.run.dir=run"], tmp_path)
     s = summary(tmp_path / "run")
-    assert s["cell"] == "mingru" and s["paths"] == ["scan"] and s["status"] == "finished"
+    assert s["cell"] == "mingru" and s["paths"] == ["fused"] and s["status"] == "finished"
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from seqframe.scans import time_blocks
+
 # fused derivative kernels: g * s * (1 - s) and g * (1 - t * t) in one pass each
-_sigmoid_backward = torch.ops.aten.sigmoid_backward
-_tanh_backward = torch.ops.aten.tanh_backward
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 
 def spec_gru_sequence(
@@ -92,22 +94,30 @@ class _SpecGRUScan(torch.autograd.Function):
         d_rz, d_n = d_p[..., : 2 * hidden], d_p[..., 2 * hidden :]
         d_r, d_z = d_rz[..., :hidden], d_rz[..., hidden:]
         dh, d_reset_h = hs.new_zeros(batch, hidden), hs.new_empty(batch, hidden)
-        # every factor that does not depend on dh, for all steps at once, each in one fused
-        # derivative kernel: on a CPU these large passes are bound by memory traffic, so fewer is faster
+        # every factor that does not depend on dh, for a block of steps at once, each in one fused
+        # derivative kernel, into block buffers reused from block to block: few large kernels instead
+        # of ~13 small ones per step, on data that stays in cache (seqframe.scans.time_blocks)
         r, z_sig, z, n = gates[..., :hidden], gates[..., hidden:], update, candidate
-        n_factor = _tanh_backward(z, n)  # d_n = dh * z * tanh'
-        r_factor = _sigmoid_backward(h_prev, r)  # d_r = (d_n U_n) * h * sigmoid'(r)
-        z_factor = _sigmoid_backward(n - h_prev, z_sig)  # d_z = dh * (n - h) * sigmoid'(z) * m
-        if mask is not None:
-            z_factor.mul_(mask)
-        for t in range(steps - 1, -1, -1):  # per-step slices stay in cache, also for large B*H
-            dh.add_(g_out[t])
-            torch.mul(dh, n_factor[t], out=d_n[t])
-            torch.mm(d_n[t], u_n, out=d_reset_h)
-            torch.mul(d_reset_h, r_factor[t], out=d_r[t])
-            torch.mul(dh, z_factor[t], out=d_z[t])
-            # dh flows straight through the (1 - m z) share of h: dh - dh * z, in place
-            dh.addcmul_(dh, z[t], value=-1).addcmul_(d_reset_h, r[t]).addmm_(d_rz[t], u_rz)
+        blocks = time_blocks(steps, batch * hidden)
+        size = blocks[0][1] - blocks[0][0]
+        n_factors, r_factors, z_factors = (hs.new_empty(size, batch, hidden) for _ in range(3))
+        for start, stop in reversed(blocks):
+            block, count = slice(start, stop), stop - start
+            n_factor = _tanh_backward(z[block], n[block], grad_input=n_factors[:count])  # d_n = dh z tanh'
+            r_factor = _sigmoid_backward(h_prev[block], r[block], grad_input=r_factors[:count])  # (d_n U_n) h sigmoid'
+            z_factor = torch.sub(n[block], h_prev[block], out=z_factors[:count])  # d_z = dh (n - h) sigmoid' m
+            _sigmoid_backward(z_factor, z_sig[block], grad_input=z_factor)
+            if mask is not None:
+                z_factor.mul_(mask[block])
+            for t in range(stop - 1, start - 1, -1):  # per-step slices stay in cache, also for large B*H
+                i = t - start
+                dh.add_(g_out[t])
+                torch.mul(dh, n_factor[i], out=d_n[t])
+                torch.mm(d_n[t], u_n, out=d_reset_h)
+                torch.mul(d_reset_h, r_factor[i], out=d_r[t])
+                torch.mul(dh, z_factor[i], out=d_z[t])
+                # dh flows straight through the (1 - m z) share of h: dh - dh * z, in place
+                dh.addcmul_(dh, z[t], value=-1).addcmul_(d_reset_h, r[t]).addmm_(d_rz[t], u_rz)
         rows = steps * batch
         flat_h, flat_rh = h_prev.reshape(rows, hidden), reset_h.reshape(rows, hidden)
         d_weight = torch.empty_like(weight_hh)

@@ -44,7 +44,7 @@ def test_scan_matches_the_loop_and_is_stable_at_t1000(method):
     fast = Recurrent("mingru", 8, 32, cell_options={"scan_method": method})
     loop = Recurrent("mingru", 8, 32, backend="loop", cell_options={"scan_method": method})
     loop.load_state_dict(fast.state_dict())
-    assert fast.paths() == ["scan"]
+    assert fast.paths() == ["fused"]
     x = torch.randn(4, 1000, 8) * 3  # large inputs: gates near 0 and 1, long products underflow
     with torch.no_grad():
         out_scan, h_scan = fast(x)
@@ -56,6 +56,36 @@ def test_scan_matches_the_loop_and_is_stable_at_t1000(method):
 
 def test_parameter_count():
     assert sum(p.numel() for p in create_cell("mingru", 8, 16).parameters()) == 2 * (8 * 16 + 16)
+
+
+@pytest.mark.parametrize("method", ["sequential", "parallel"])
+def test_scan_gradients_match_the_loop_with_padding(method):
+    """Outputs, final state and every gradient (input, h0, weights) of the scan against the step loop."""
+    torch.manual_seed(0)
+    fast = Recurrent("mingru", 5, 7, cell_options={"scan_method": method}).double()
+    loop = Recurrent("mingru", 5, 7, backend="loop").double()
+    loop.load_state_dict(fast.state_dict())
+    x, h0, lengths = (
+        torch.randn(4, 30, 5, dtype=torch.float64),
+        torch.randn(1, 4, 7, dtype=torch.float64),
+        [30, 1, 17, 29],
+    )
+    results = []
+    for layer in (fast, loop):
+        xi, hi = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        out, h = layer(xi, hi, lengths=torch.tensor(lengths))
+        (out.square().sum() + h.sin().sum()).backward()
+        results.append([out, h, xi.grad, hi.grad, *(p.grad for p in layer.parameters())])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_scan_gradcheck_float64():
+    torch.manual_seed(0)
+    layer = Recurrent("mingru", 3, 4, cell_options={"scan_method": "sequential"}).double()
+    x = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([6, 4]))[0], (x, h0))
 
 
 def test_auto_takes_the_step_loop_above_the_cpu_kernel_size_limit(monkeypatch):
