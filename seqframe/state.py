@@ -20,6 +20,8 @@ def stack_states(states: Sequence[State]) -> State:
     """Stack per-cell states ``[B, S]`` into ``[L*D, B, S]`` (torch.nn.LSTM's layout)."""
     import torch
 
+    if len(states) == 1:  # one layer, one direction: a view, no copy (and no autograd node to build)
+        return map_state(lambda part: part.unsqueeze(0), states[0])
     return map_state(lambda *parts: torch.stack(parts), *states)
 
 

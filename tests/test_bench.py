@@ -40,6 +40,9 @@ def test_bench_writes_the_table_with_ratios_to_torch_nn(tmp_path):
         assert row["min_ms"] <= row["median_ms"] and 0 < row["ratio"] < 100
         reference = rows[(key[0], f"torch.nn.{key[0].upper()} (fused)")]["median_ms"]
         assert abs(row["ratio"] - row["median_ms"] / reference) < 1e-9
-    assert report["harness"]["seqframe_ms"] > 0 and report["harness"]["plain_ms"] > 0
+    harness = report["harness"]
+    assert min(harness["seqframe_ms"], harness["lightning_ms"], harness["plain_ms"]) > 0
+    assert abs(harness["lightning_ratio"] - harness["lightning_ms"] / harness["plain_ms"]) < 1e-9
+    assert "| bare Lightning Trainer" in markdown.read_text()
     text = markdown.read_text()
     assert "| spec (B=8 T=10 I=8 H=16) | rnn | rnn (auto) | auto |" in text and report["machine"] in text
