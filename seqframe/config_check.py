@@ -69,6 +69,7 @@ class TopLevelConfig:
     resume: bool = bounded()
     on_nonfinite: str = bounded(choices=("stop", "skip"))
     threads: Optional[int] = bounded(minimum=1)
+    steps_per_execution: int = bounded(minimum=1)
     model: ModelConfig = bounded()
 
 

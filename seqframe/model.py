@@ -18,6 +18,7 @@ from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from seqframe.data.base import PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
+from seqframe.execution import ManualScheduler, as_batches
 from seqframe.layers import Recurrent
 from seqframe.options import RUNNER_KEYS
 
@@ -76,6 +77,20 @@ class SequenceModel(pl.LightningModule):
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
         self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
         self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
+        self.steps_per_execution = 1
+        self._manual_clip: tuple[Optional[float], Optional[str]] = (None, None)
+        self._manual_scheduler: Optional[ManualScheduler] = None
+
+    def set_steps_per_execution(
+        self, steps: int, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
+    ) -> None:
+        """Run ``steps`` optimizer steps per Lightning step (:mod:`seqframe.execution`). Above 1 this is
+        manual optimization, where clipping is this module's job: the Trainer's ``gradient_clip_*``
+        are given here instead (and must be unset on the Trainer). A training-loop setting, not a
+        hyper-parameter: checkpoints do not record it."""
+        self.steps_per_execution = int(steps)
+        self.automatic_optimization = self.steps_per_execution == 1
+        self._manual_clip = (gradient_clip_val, gradient_clip_algorithm)
 
     def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
         spec = self.spec
@@ -169,6 +184,8 @@ class SequenceModel(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        if self._manual_scheduler is not None:  # Lightning steps no scheduler under manual optimization
+            self._manual_scheduler.at_epoch_end(self.trainer.callback_metrics)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -176,14 +193,42 @@ class SequenceModel(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batch, batch_idx: int) -> Optional[Tensor]:
+        if self.automatic_optimization:
+            return self._shared_step(batch, "train")
+        self._run_group(as_batches(batch))
+        return None
+
+    def _run_group(self, batches: list) -> None:
+        """K optimizer steps, each what automatic optimization does for one batch: zero the gradients,
+        backward, the guard and clipping (``on_before_optimizer_step``), step, step-interval schedulers."""
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        scheduler = self._manual_scheduler
+        for batch in batches:
+            if 0 <= trainer.max_steps <= trainer.global_step:  # stop at max_steps exactly, mid-group too
+                break
+            loss = self._shared_step(batch, "train")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.after_optimizer_step()
+        # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step - 1
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        value, algorithm = self._manual_clip
+        if not self.automatic_optimization and value:  # after the callbacks (the guard), as Lightning clips
+            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+        for one in as_batches(batch):
+            self._shared_step(one, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        for one in as_batches(batch):
+            self._shared_step(one, "test")
 
     def predict_step(self, batch, batch_idx: int) -> Tensor:
         x, *rest = batch if isinstance(batch, (list, tuple)) else (batch,)
@@ -198,4 +243,10 @@ class SequenceModel(pl.LightningModule):
         scheduler_cfg = dict(self.hparams.scheduler)
         extra = {k: scheduler_cfg.pop(k) for k in ("interval", "monitor") if k in scheduler_cfg}
         scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        if not self.automatic_optimization:  # Lightning steps no scheduler then: _run_group and the epoch end do
+            self._manual_scheduler = ManualScheduler.check(scheduler, **extra)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": extra.get("interval", "epoch")},
+            }
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **extra}}

@@ -227,9 +227,18 @@ class StepCheckpoint(pl.Callback):
         self.path = Path(dirpath) / LAST
         self.every = int(every_n_train_steps)
 
+    _saved_at = 0  # the global step of the last save
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self.every and trainer.global_step % self.every == 0 and not trainer.sanity_checking:
+        # every time a multiple of N is reached or crossed (one Lightning step may take several
+        # optimizer steps: seqframe.execution)
+        step = trainer.global_step
+        if self.every and step // self.every > self._saved_at // self.every and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path, weights_only=False)
+            self._saved_at = step
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._saved_at = trainer.global_step  # a resumed run counts from its checkpoint
 
 
 def keep_csv_rows_before(trainer: pl.Trainer, checkpoint: Path) -> None:

@@ -83,6 +83,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from seqframe.callbacks import EpochTimer
     from seqframe.config_check import check_config
     from seqframe.data.batching import per_process_batch_size, without_global_batch_size
+    from seqframe.execution import check_execution_settings
     from seqframe.model import SequenceModel
     from seqframe.reliability import fit_resumably, reliability_callbacks
 
@@ -116,12 +117,22 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             **OmegaConf.to_container(cfg.model, resolve=True),
             data_state=getattr(datamodule, "data_state", None),
         )
+        steps_per_execution = int(cfg.get("steps_per_execution") or 1)
+        check_execution_settings(steps_per_execution, cfg.trainer)
+        trainer_overrides: Dict[str, Any] = {}
+        if steps_per_execution > 1:  # manual optimization: the module clips, the Trainer must not
+            model.set_steps_per_execution(
+                steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
+            )
+            trainer_overrides = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+        datamodule.steps_per_execution = steps_per_execution
         timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
             callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
+            **trainer_overrides,
         )
         if global_batch is not None:
             processes = trainer.num_devices * trainer.num_nodes
@@ -149,6 +160,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             world_size=trainer.world_size,
             batch_size={"per_process": datamodule.batch_size, "global": datamodule.batch_size * trainer.world_size},
             steps=trainer.global_step,
+            steps_per_execution=steps_per_execution,
             time_per_epoch=sum(timer.durations) / len(timer.durations) if timer.durations else None,
             epoch_times=timer.durations,
             best_checkpoint=best_path,

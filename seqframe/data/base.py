@@ -13,6 +13,7 @@ from typing import Callable, Dict, Optional
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
+from seqframe.execution import group_batches
 from seqframe.resume import resumable_loader
 
 TASKS = ("classify", "regress", "per_step", "per_step_regress")
@@ -67,6 +68,7 @@ class TaskDataModule(pl.LightningDataModule):
     """
 
     collate_fn: Optional[Callable] = None  # how a loader batches items (file data pads per batch)
+    steps_per_execution: int = 1  # train/val/test batches per Lightning step (seqframe.execution); set by train
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()
@@ -111,10 +113,10 @@ class TaskDataModule(pl.LightningDataModule):
         return resumable_loader(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train", **options)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=self.shuffle)
+        return group_batches(self._loader("train", shuffle=self.shuffle), self.steps_per_execution)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return group_batches(self._loader("val", shuffle=False), self.steps_per_execution)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return group_batches(self._loader("test", shuffle=False), self.steps_per_execution)
