@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -35,10 +35,10 @@ def _first_nonfinite_gradient(module: torch.nn.Module) -> Optional[str]:
     return None
 
 
-def _largest_gradient(module: torch.nn.Module) -> Optional[torch.Tensor]:
-    """max |gradient| over all parameters, in one fused call: finite exactly when every gradient
+def _largest_gradient(parameters: List[torch.Tensor]) -> Optional[torch.Tensor]:
+    """max |gradient| over ``parameters``, in one fused call: finite exactly when every gradient
     element is (a max-norm cannot overflow), so the hot path costs a few ops however many parameters."""
-    gradients = [p.grad for p in module.parameters() if p.grad is not None]
+    gradients = [p.grad for p in parameters if p.grad is not None]
     return torch.nn.utils.get_total_norm(gradients, norm_type=math.inf) if gradients else None
 
 
@@ -52,13 +52,17 @@ class NonFiniteGuard(pl.Callback):
         self.action = action
         self.skipped = 0
         self._loss: Optional[torch.Tensor] = None
+        self._parameters: List[torch.Tensor] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._parameters = list(pl_module.parameters())  # walking the module tree each step costs more than the check
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         self._loss = loss.detach()  # checked with the gradients below: one host sync per step, not two
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         loss, self._loss = self._loss, None
-        largest = _largest_gradient(pl_module)
+        largest = _largest_gradient(self._parameters or list(pl_module.parameters()))
         checked = [t.reshape(()).to(torch.float32) for t in (loss, largest) if t is not None]
         if not checked or bool(torch.isfinite(torch.stack(checked)).all()):
             return

@@ -14,12 +14,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError
-from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from seqframe.data.base import PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
 from seqframe.execution import ManualScheduler, as_batches
 from seqframe.layers import Recurrent
+from seqframe.metrics import TaskMetrics
 from seqframe.options import RUNNER_KEYS
 
 IGNORE_INDEX = -100  # per-step targets at padded steps
@@ -104,20 +103,11 @@ class SequenceModel(pl.LightningModule):
             return nn.Linear(spec.input_size, embed_dim), embed_dim
         return nn.Identity(), spec.input_size
 
-    def _build_metrics(self) -> nn.ModuleDict:
+    def _build_metrics(self) -> TaskMetrics:
         """The task's metrics plus the mean loss; updated on-device each step, synced and logged per epoch."""
-        spec = self.spec
-        if spec.task in REGRESSION_TASKS:
-            metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
-        elif self.binary:
-            metrics = {"acc": BinaryAccuracy(validate_args=False)}  # the model makes valid inputs: skip the checks
-        else:
-            metrics = {
-                "acc": MulticlassAccuracy(
-                    spec.num_outputs, average="micro", ignore_index=IGNORE_INDEX, validate_args=False
-                )
-            }
-        return nn.ModuleDict({"loss": MeanMetric(), **metrics})
+        if self.spec.task in REGRESSION_TASKS:
+            return TaskMetrics("regression")
+        return TaskMetrics("binary" if self.binary else "multiclass", ignore_index=IGNORE_INDEX)
 
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
@@ -162,12 +152,8 @@ class SequenceModel(pl.LightningModule):
             else:
                 y = y.masked_fill(padded.unsqueeze(-1), float("nan"))
         loss, predictions, targets = self._loss(self(x, lengths), y)
-        metrics = getattr(self, f"{stage}_metrics")
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
-        metrics["loss"].update(loss.detach(), weight)
-        for name, metric in metrics.items():
-            if name != "loss":
-                metric.update(predictions.detach(), targets)
+        getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
         if stage == "train" and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
         return loss
@@ -175,12 +161,11 @@ class SequenceModel(pl.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         """Compute (synced across processes), log once and reset the stage's metrics."""
         metrics = getattr(self, f"{stage}_metrics")
-        values = {f"{stage}/{name}": metric.compute() for name, metric in metrics.items()}
+        values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
         if self.spec.task == "per_step":
             values[f"{stage}/bpc"] = values[f"{stage}/loss"] / math.log(2)
         self.log_dict(values, prog_bar=stage != "train")
-        for metric in metrics.values():
-            metric.reset()
+        metrics.reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")

@@ -8,10 +8,11 @@ and describe them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from seqframe.execution import group_batches
 from seqframe.resume import resumable_loader
@@ -55,6 +56,20 @@ class TaskSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class BatchedTensors(TensorDataset):
+    """A TensorDataset that hands the loader a whole batch at once (``__getitems__``: one indexing per
+    tensor), instead of one item at a time stacked again by the collate function: the same batches,
+    without per-item Python work (measurable when a model's step takes about a millisecond)."""
+
+    def __getitems__(self, indices: List[int]) -> Tuple[Tensor, ...]:
+        return tuple(tensor[indices] for tensor in self.tensors)
+
+
+def batched_as_is(batch: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+    """The collate function for :class:`BatchedTensors`: its batches are already whole."""
+    return batch
 
 
 class TaskDataModule(pl.LightningDataModule):
@@ -102,12 +117,14 @@ class TaskDataModule(pl.LightningDataModule):
         the Trainer runs with ``use_distributed_sampler=False``), and its position
         mid-epoch is saved in checkpoints (see :mod:`seqframe.resume`)."""
         self.setup()
-        dataset = self.splits[split]
+        dataset, collate = self.splits[split], self.collate_fn
+        if type(dataset) is TensorDataset and collate is None:
+            dataset, collate = BatchedTensors(*dataset.tensors), batched_as_is
         options = {
             "batch_size": self.batch_size,
             "num_workers": self.num_workers,
             "persistent_workers": self.num_workers > 0,
-            "collate_fn": self.collate_fn,
+            "collate_fn": collate,
         }
         # training shards are padded (every rank runs the same steps); val/test read each sequence once
         return resumable_loader(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train", **options)
