@@ -98,6 +98,12 @@ def check_execution_settings(steps_per_execution: int, trainer_cfg: Any) -> None
         )
 
 
+def epoch_finished(trainer: Any) -> bool:
+    """Whether the training epoch's batches are all done (not cut short by ``max_steps``): Lightning's
+    own test for stepping epoch-interval schedulers."""
+    return bool(trainer.fit_loop.epoch_loop._num_ready_batches_reached())
+
+
 @dataclass
 class ManualScheduler:
     """Steps an LR scheduler as Lightning's automatic optimization does (which it skips under manual
@@ -122,16 +128,25 @@ class ManualScheduler:
                 raise ValueError("model.scheduler: ReduceLROnPlateau needs monitor=<a logged metric>, e.g. val/loss")
         return cls(scheduler, interval, monitor)
 
+    @property
+    def plateau(self) -> bool:
+        return isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
     def after_optimizer_step(self) -> None:
         if self.interval == "step":
             self.scheduler.step()
 
-    def at_epoch_end(self, metrics: Mapping[str, Any]) -> None:
-        if self.interval != "epoch":
-            return
-        if self.monitor is None:
+    def after_last_batch(self) -> None:
+        """The epoch's last batch is done: epoch-interval schedulers step here, before the batch-end
+        hooks (step checkpoints), as Lightning steps them; ReduceLROnPlateau waits for validation."""
+        if self.interval == "epoch" and not self.plateau:
             self.scheduler.step()
-        elif self.monitor not in metrics:
+
+    def at_epoch_end(self, metrics: Mapping[str, Any]) -> None:
+        """ReduceLROnPlateau with the epoch's ``monitor`` value (its validation has run by now)."""
+        if self.interval != "epoch" or not self.plateau:
+            return
+        if self.monitor not in metrics:
             raise ValueError(
                 f"model.scheduler.monitor={self.monitor!r} was not logged; logged: {', '.join(sorted(metrics))}"
             )

@@ -3,10 +3,11 @@
 torchmetrics' own metric classes each wrap their update in bookkeeping
 (~40-80 µs per call on the reference CPU); a small model made three such
 calls per batch (mean loss, and MSE + MAE or accuracy), more time than its
-forward pass. :class:`TaskMetrics` keeps every sum the epoch needs in one
-float64 vector, updated on-device with a handful of ops and no host sync, and
+forward pass. :class:`TaskMetrics` keeps every sum the epoch needs in two
+small vectors, updated on-device with a handful of ops and no host sync, and
 reduced once at epoch end (a sum over processes under DDP: it is a
 torchmetrics ``Metric``, so syncing and the resume state work as before).
+Sums are float32 (as torchmetrics keeps them) and counts int64 (exact).
 
 Definitions (``n`` counts target elements, padded steps excluded):
 ``loss`` = sum(loss_b * w_b) / sum(w_b); ``mse`` = sum((p - y)^2) / n;
@@ -38,27 +39,39 @@ class TaskMetrics(Metric):
         self.kind = kind
         self.ignore_index = ignore_index
         self.names = ("loss", "mse", "mae") if kind == "regression" else ("loss", "acc")
-        # loss * weight, weight, then the sums of the task's metrics and their element count
-        self.add_state("sums", default=torch.zeros(len(self.names) + 2, dtype=torch.float64), dist_reduce_fx="sum")
+        # float sums (loss * weight, and the squared and absolute errors) and integer counts (the loss
+        # weight, correct predictions, target elements): int64 stays exact, float32 exists on every device
+        floats, counts = (3, 2) if kind == "regression" else (1, 3)
+        self.add_state("sums", default=torch.zeros(floats), dist_reduce_fx="sum")
+        self.add_state("counts", default=torch.zeros(counts, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, loss: Tensor, weight: Union[int, Tensor], predictions: Tensor, targets: Tensor) -> None:
         """Add one batch: its mean ``loss`` over ``weight`` items, and its predictions and targets."""
-        weight = torch.as_tensor(weight, device=loss.device)
+        device = loss.device
+        if not isinstance(weight, Tensor):  # a fill on the device: no host-to-device copy (a sync on a GPU)
+            weight = torch.full((), weight, dtype=torch.long, device=device)
+        loss_sum = loss.float() * weight
         if self.kind == "regression":
-            error = predictions - targets
-            count = torch.full((), targets.numel(), device=loss.device)
-            parts = [error.square().sum(), error.abs().sum(), count]
+            error = (predictions - targets).float()
+            floats = [loss_sum, error.square().sum(), error.abs().sum()]
+            counts = [weight, torch.full((), targets.numel(), dtype=torch.long, device=device)]
         elif self.kind == "binary":
+            floats = [loss_sum]
             correct = ((predictions > 0) == targets.bool()).sum()
-            parts = [correct, torch.full((), targets.numel(), device=loss.device)]
+            counts = [weight, correct, torch.full((), targets.numel(), dtype=torch.long, device=device)]
         else:
             valid = targets != self.ignore_index
-            correct = ((predictions.argmax(-1) == targets) & valid).sum()
-            parts = [correct, valid.sum()]
-        values = [loss * weight, weight, *parts]
-        self.sums += torch.stack([v.to(torch.float64) for v in values])
+            floats = [loss_sum]
+            counts = [weight, ((predictions.argmax(-1) == targets) & valid).sum(), valid.sum()]
+        self.sums += torch.stack(floats).to(self.sums.dtype)
+        self.counts += torch.stack([c.to(torch.long) for c in counts])
 
     def compute(self) -> Dict[str, Tensor]:
-        loss_sum, weight, *sums, count = self.sums
-        values = [loss_sum / weight, *(s / count for s in sums)]
-        return {name: value.to(torch.float32) for name, value in zip(self.names, values)}
+        weight, *counts = self.counts.float()  # float32: float64 does not exist on every device
+        if self.kind == "regression":
+            loss_sum, squared, absolute = self.sums.float()
+            values = [loss_sum / weight, squared / counts[0], absolute / counts[0]]
+        else:
+            correct, total = counts
+            values = [self.sums.float()[0] / weight, correct / total]
+        return dict(zip(self.names, values))

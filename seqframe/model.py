@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqframe.data.base import PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
-from seqframe.execution import ManualScheduler, as_batches
+from seqframe.execution import ManualScheduler, as_batches, epoch_finished
 from seqframe.layers import Recurrent
 from seqframe.metrics import TaskMetrics
 from seqframe.options import RUNNER_KEYS
@@ -142,7 +142,7 @@ class SequenceModel(pl.LightningModule):
         targets = y.reshape(-1).long()
         return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
 
-    def _shared_step(self, batch, stage: str) -> Tensor:
+    def _shared_step(self, batch, stage: str, log_step: bool = True) -> Tensor:
         x, y, *rest = batch
         lengths = rest[0] if rest else None
         if lengths is not None and self.spec.task in PER_STEP_TASKS:
@@ -154,7 +154,7 @@ class SequenceModel(pl.LightningModule):
         loss, predictions, targets = self._loss(self(x, lengths), y)
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
         getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
-        if stage == "train" and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+        if log_step and stage == "train" and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
         return loss
 
@@ -169,8 +169,8 @@ class SequenceModel(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        if self._manual_scheduler is not None:  # Lightning steps no scheduler under manual optimization
-            self._manual_scheduler.at_epoch_end(self.trainer.callback_metrics)
+        if self._manual_scheduler is not None and epoch_finished(self.trainer):  # not when max_steps cut it
+            self._manual_scheduler.at_epoch_end(self.trainer.callback_metrics)  # ReduceLROnPlateau
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -186,21 +186,32 @@ class SequenceModel(pl.LightningModule):
 
     def _run_group(self, batches: list) -> None:
         """K optimizer steps, each what automatic optimization does for one batch: zero the gradients,
-        backward, the guard and clipping (``on_before_optimizer_step``), step, step-interval schedulers."""
+        backward, the guard and clipping (``on_before_optimizer_step``), step, step-interval schedulers;
+        after the epoch's last batch, its epoch-interval schedulers (where Lightning steps them)."""
         trainer = self.trainer
         optimizer = self.optimizers()
         scheduler = self._manual_scheduler
+        loss = None
         for batch in batches:
             if 0 <= trainer.max_steps <= trainer.global_step:  # stop at max_steps exactly, mid-group too
-                break
-            loss = self._shared_step(batch, "train")
+                return self._end_group(loss, epoch_done=False)
+            loss = self._shared_step(batch, "train", log_step=False)
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()
             if scheduler is not None:
                 scheduler.after_optimizer_step()
+        self._end_group(loss, epoch_done=epoch_finished(trainer))
+
+    def _end_group(self, loss: Optional[Tensor], epoch_done: bool) -> None:
+        trainer = self.trainer
+        if epoch_done and self._manual_scheduler is not None:
+            self._manual_scheduler.after_last_batch()
         # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
         trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step - 1
+        if loss is not None and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            # Lightning writes step logs at group ends on a multiple of log_every_n_steps: the newest loss
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         value, algorithm = self._manual_clip

@@ -125,6 +125,9 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
                 steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
             )
             trainer_overrides = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+            interval = cfg.trainer.get("val_check_interval")
+            if isinstance(interval, int) and not isinstance(interval, bool):  # Lightning counts groups
+                trainer_overrides["val_check_interval"] = interval // steps_per_execution
         datamodule.steps_per_execution = steps_per_execution
         timer = EpochTimer()
         trainer = instantiate(

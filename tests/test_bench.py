@@ -42,7 +42,6 @@ def test_bench_writes_the_table_with_ratios_to_torch_nn(tmp_path):
         assert abs(row["ratio"] - row["median_ms"] / reference) < 1e-9
     harness = report["harness"]
     assert min(harness["seqframe_ms"], harness["grouped_ms"], harness["lightning_ms"], harness["plain_ms"]) > 0
-    assert abs(harness["lightning_ratio"] - harness["lightning_ms"] / harness["plain_ms"]) < 1e-9
     assert "| bare Lightning Trainer" in markdown.read_text()
     text = markdown.read_text()
     assert "| spec (B=8 T=10 I=8 H=16) | rnn | rnn (auto) | auto |" in text and report["machine"] in text

@@ -106,3 +106,34 @@ def test_grouped_loader_groups_batches_and_passes_the_position_through():
     grouped.load_state_dict({"batches": 6})
     assert loader.position == {"batches": 6}
     assert as_batches(BatchGroup([1, 2])) == [1, 2] and as_batches((1, 2)) == [(1, 2)]
+
+
+def test_a_step_checkpoint_at_an_epochs_last_group_resumes_exactly(tmp_path):
+    """The epoch scheduler steps after the epoch's last batch, before that group's step checkpoint (as
+    Lightning does), so a run resumed from it goes on exactly; checkpoints here come only from the
+    step checkpoint, at each epoch's end (steps 32 and 64)."""
+    args = [
+        *RUN,
+        SCHEDULERS["epoch"],
+        f"steps_per_execution={K - 1}",  # 4 divides 32: an epoch ends on a group end
+        "callbacks.model_checkpoint=null",
+        "callbacks.step_checkpoint.every_n_train_steps=32",
+    ]
+    run([*args, "hydra.run.dir=reference"], tmp_path)
+    run([*args, "trainer.max_epochs=1", "hydra.run.dir=broken"], tmp_path)  # as if killed after step 32
+    assert load_checkpoint(tmp_path / "broken" / "checkpoints" / "last.ckpt")["lr_schedulers"][0]["last_epoch"] == 1
+    run([*args, "ckpt_path=last", "hydra.run.dir=broken"], tmp_path)
+    resumed, reference = weights(tmp_path / "broken"), weights(tmp_path / "reference")
+    assert resumed["global_step"] == reference["global_step"] == 64
+    assert resumed["lr_schedulers"] == reference["lr_schedulers"]
+    for name, tensor in reference["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], tensor), name
+
+
+def test_val_check_interval_in_batches_keeps_its_meaning(tmp_path):
+    args = [*RUN, "trainer.max_epochs=1", "+trainer.val_check_interval=16", "trainer.check_val_every_n_epoch=null"]
+    run([*args, "hydra.run.dir=one"], tmp_path)
+    run([*args, "steps_per_execution=4", "hydra.run.dir=grouped"], tmp_path)
+    val_steps = [row["step"] for row in epoch_rows(tmp_path / "grouped") if row.get("val/loss")]
+    assert val_steps == ["15", "31"]
+    assert epoch_rows(tmp_path / "grouped") == epoch_rows(tmp_path / "one")

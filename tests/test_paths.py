@@ -208,3 +208,19 @@ def test_compile_backend_matches_the_loop():
     torch.testing.assert_close(h_a, h_b, atol=1e-5, rtol=1e-5)
     for a, b in zip(grads_a, grads_b):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name,options", ALL_CELLS + [("mingru", {})])
+def test_fast_paths_run_under_mixed_precision_close_to_the_loop(name, options):
+    """precision=bf16-mixed runs the layers under autocast: every fast path must run there (the spec GRU's
+    kernel keeps its recurrence in float32) and stay within bfloat16's precision of the loop."""
+    fast, loop = twin_layers(name, options, 1, False)
+    x = torch.randn(4, 12, 8)
+    results = []
+    for layer in (fast, loop):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = layer(x)
+            out.float().square().sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+        results.append(out.float())
+    torch.testing.assert_close(results[0], results[1], atol=3e-2, rtol=3e-2)

@@ -23,6 +23,13 @@ def test_default_run_beats_the_baseline(tmp_path):
     assert "test mse" in result.stdout and str(run_dir) in result.stdout
 
 
+def test_default_cell_trains_in_bf16_mixed_precision(tmp_path):
+    run([*TINY, "precision=bf16-mixed", "test=false", "hydra.run.dir=run"], tmp_path)
+    s = summary(tmp_path / "run")
+    assert s["status"] == "finished" and s["cell"] == "gru" and s["paths"] == ["fused"]
+    assert s["final_val"] is not None and s["final_val"] < s["baseline"]["mse"] * 10
+
+
 def test_seed_keras_experiment_is_the_spec_model(tmp_path):
     run(["experiment=seed_keras", "trainer.enable_progress_bar=false", "hydra.run.dir=run"], tmp_path)
     s = summary(tmp_path / "run")

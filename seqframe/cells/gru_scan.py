@@ -53,7 +53,11 @@ def spec_gru_sequence(
         mask = (torch.arange(steps, device=x.device)[:, None] < lengths.to(x.device)[None, :]).to(x.dtype)
         mask = mask.unsqueeze(-1)  # [T, B, 1]
     p_time = F.linear(x.transpose(0, 1), weight_ih, bias)
-    out = _SpecGRUScan.apply(p_time, h0, weight_hh, mask)
+    # under mixed precision (autocast) the projection runs in the low precision; the recurrence keeps
+    # the weights' precision, so that the state does not lose digits step after step
+    dtype = torch.promote_types(p_time.dtype, weight_hh.dtype)
+    with torch.autocast(x.device.type, enabled=False):
+        out = _SpecGRUScan.apply(p_time.to(dtype), h0.to(dtype), weight_hh.to(dtype), mask)
     return out, out[:, -1]
 
 
