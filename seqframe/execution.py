@@ -34,9 +34,9 @@ class BatchGroup(list):
 class GroupedLoader:
     """Yields the batches of ``loader`` in :class:`BatchGroup` s of ``size`` (the last one may be shorter).
 
-    It passes through what Lightning asks of the loader it wraps: its attributes
-    (the sampler, for ``set_epoch``) and ``state_dict``/``load_state_dict`` (the
-    position mid-epoch, in the wrapped loader's own batches, for exact resume).
+    Every other attribute is the wrapped loader's: the sampler (Lightning's
+    ``set_epoch``) and, where the loader has them, ``state_dict``/``load_state_dict``
+    (its position mid-epoch, in its own batches: exact resume).
     """
 
     def __init__(self, loader: Any, size: int) -> None:
@@ -56,16 +56,10 @@ class GroupedLoader:
     def __len__(self) -> int:
         return -(-len(self.loader) // self.size)
 
-    def __getattr__(self, name: str) -> Any:  # sampler, batch_sampler, dataset, ...: the wrapped loader's
+    def __getattr__(self, name: str) -> Any:  # sampler, state_dict, load_state_dict, ...: the wrapped loader's
         if name == "loader":  # not set yet (e.g. while unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.loader, name)
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.loader.load_state_dict(state)
 
 
 def group_batches(loader: Any, steps_per_execution: int) -> Any:
@@ -78,24 +72,30 @@ def as_batches(batch_or_group: Any) -> List[Any]:
     return list(batch_or_group) if isinstance(batch_or_group, BatchGroup) else [batch_or_group]
 
 
-def check_execution_settings(steps_per_execution: int, trainer_cfg: Any) -> None:
-    """Refuse Trainer settings that cannot keep their meaning with K optimizer steps per Lightning step."""
+def trainer_overrides(steps_per_execution: int, trainer_cfg: Any) -> Dict[str, Any]:
+    """The Trainer settings K optimizer steps per Lightning step need, after refusing those that cannot keep
+    their meaning: no Trainer-side clipping (manual optimization; the module clips, see
+    :meth:`seqframe.model.SequenceModel.set_steps_per_execution`), ``val_check_interval`` in groups."""
     k = int(steps_per_execution)
     if k == 1:
-        return
+        return {}
     accumulate = trainer_cfg.get("accumulate_grad_batches") or 1
     if int(accumulate) != 1:
         raise ConfigError(
             f"steps_per_execution={k} cannot be combined with trainer.accumulate_grad_batches={accumulate}: "
             "set one of them to 1 (to accumulate, raise data.batch_size instead)"
         )
+    overrides: Dict[str, Any] = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
     interval = trainer_cfg.get("val_check_interval")
-    if isinstance(interval, int) and not isinstance(interval, bool) and interval % k:
-        lower, upper = interval // k * k, -(-interval // k) * k
-        raise ConfigError(
-            f"trainer.val_check_interval={interval} batches is not a multiple of steps_per_execution={k}; "
-            f"validation can only run between groups of {k} steps: use {upper}" + (f" or {lower}" if lower else "")
-        )
+    if isinstance(interval, int) and not isinstance(interval, bool):  # in batches; Lightning counts groups
+        if interval % k:
+            lower, upper = interval // k * k, -(-interval // k) * k
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} batches is not a multiple of steps_per_execution={k}; "
+                f"validation can only run between groups of {k} steps: use {upper}" + (f" or {lower}" if lower else "")
+            )
+        overrides["val_check_interval"] = interval // k
+    return overrides
 
 
 def epoch_finished(trainer: Any) -> bool:
@@ -150,5 +150,4 @@ class ManualScheduler:
             raise ValueError(
                 f"model.scheduler.monitor={self.monitor!r} was not logged; logged: {', '.join(sorted(metrics))}"
             )
-        else:
-            self.scheduler.step(metrics[self.monitor])
+        self.scheduler.step(metrics[self.monitor])

@@ -76,7 +76,6 @@ class SequenceModel(pl.LightningModule):
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
         self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
         self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
-        self.steps_per_execution = 1
         self._manual_clip: tuple[Optional[float], Optional[str]] = (None, None)
         self._manual_scheduler: Optional[ManualScheduler] = None
 
@@ -87,8 +86,7 @@ class SequenceModel(pl.LightningModule):
         manual optimization, where clipping is this module's job: the Trainer's ``gradient_clip_*``
         are given here instead (and must be unset on the Trainer). A training-loop setting, not a
         hyper-parameter: checkpoints do not record it."""
-        self.steps_per_execution = int(steps)
-        self.automatic_optimization = self.steps_per_execution == 1
+        self.automatic_optimization = int(steps) == 1
         self._manual_clip = (gradient_clip_val, gradient_clip_algorithm)
 
     def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
@@ -154,9 +152,14 @@ class SequenceModel(pl.LightningModule):
         loss, predictions, targets = self._loss(self(x, lengths), y)
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
         getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
-        if log_step and stage == "train" and self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(x))
+        if log_step and stage == "train":
+            self._log_step_loss(loss)
         return loss
+
+    def _log_step_loss(self, loss: Tensor) -> None:
+        """``train/loss_step`` on steps that are multiples of ``trainer.log_every_n_steps`` (when Lightning writes)."""
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
 
     def _log_epoch(self, stage: str) -> None:
         """Compute (synced across processes), log once and reset the stage's metrics."""
@@ -209,9 +212,8 @@ class SequenceModel(pl.LightningModule):
             self._manual_scheduler.after_last_batch()
         # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
         trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step - 1
-        if loss is not None and trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            # Lightning writes step logs at group ends on a multiple of log_every_n_steps: the newest loss
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        if loss is not None:  # Lightning writes step logs only at group ends: the newest loss
+            self._log_step_loss(loss)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         value, algorithm = self._manual_clip

@@ -83,7 +83,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from seqframe.callbacks import EpochTimer
     from seqframe.config_check import check_config
     from seqframe.data.batching import per_process_batch_size, without_global_batch_size
-    from seqframe.execution import check_execution_settings
+    from seqframe.execution import trainer_overrides
     from seqframe.model import SequenceModel
     from seqframe.reliability import fit_resumably, reliability_callbacks
 
@@ -118,16 +118,10 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             data_state=getattr(datamodule, "data_state", None),
         )
         steps_per_execution = int(cfg.get("steps_per_execution") or 1)
-        check_execution_settings(steps_per_execution, cfg.trainer)
-        trainer_overrides: Dict[str, Any] = {}
-        if steps_per_execution > 1:  # manual optimization: the module clips, the Trainer must not
-            model.set_steps_per_execution(
-                steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
-            )
-            trainer_overrides = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
-            interval = cfg.trainer.get("val_check_interval")
-            if isinstance(interval, int) and not isinstance(interval, bool):  # Lightning counts groups
-                trainer_overrides["val_check_interval"] = interval // steps_per_execution
+        overrides = trainer_overrides(steps_per_execution, cfg.trainer)
+        model.set_steps_per_execution(
+            steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
+        )
         datamodule.steps_per_execution = steps_per_execution
         timer = EpochTimer()
         trainer = instantiate(
@@ -135,7 +129,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
-            **trainer_overrides,
+            **overrides,
         )
         if global_batch is not None:
             processes = trainer.num_devices * trainer.num_nodes

@@ -17,7 +17,7 @@ from test_resume import (
 
 from seqframe.checkpoints import load_checkpoint
 from seqframe.config_check import ConfigError
-from seqframe.execution import BatchGroup, GroupedLoader, as_batches, check_execution_settings
+from seqframe.execution import BatchGroup, GroupedLoader, as_batches, trainer_overrides
 
 K = 5  # does not divide the 32 steps of an epoch: the last group of each epoch holds 2 batches
 
@@ -78,11 +78,16 @@ def test_kill_9_then_resume_with_groups_is_bit_exact(tmp_path):
 
 def test_refused_settings_say_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="accumulate_grad_batches=2"):
-        check_execution_settings(4, OmegaConf.create({"accumulate_grad_batches": 2}))
+        trainer_overrides(4, OmegaConf.create({"accumulate_grad_batches": 2}))
     with pytest.raises(ConfigError, match="val_check_interval=50 .* use 56 or 48"):
-        check_execution_settings(8, OmegaConf.create({"val_check_interval": 50}))
-    check_execution_settings(8, OmegaConf.create({"val_check_interval": 48, "accumulate_grad_batches": 1}))
-    check_execution_settings(8, OmegaConf.create({"val_check_interval": 0.5}))  # a fraction of the epoch
+        trainer_overrides(8, OmegaConf.create({"val_check_interval": 50}))
+    no_clipping = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+    assert trainer_overrides(8, OmegaConf.create({"val_check_interval": 48, "accumulate_grad_batches": 1})) == {
+        **no_clipping,
+        "val_check_interval": 6,  # in groups
+    }
+    assert trainer_overrides(8, OmegaConf.create({"val_check_interval": 0.5})) == no_clipping  # a fraction
+    assert trainer_overrides(1, OmegaConf.create({"accumulate_grad_batches": 2})) == {}
     result = attempt([*RUN, "steps_per_execution=0", "hydra.run.dir=r"], tmp_path)
     assert result.returncode == 2 and "steps_per_execution" in result.stderr
 
