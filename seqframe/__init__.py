@@ -14,19 +14,22 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from seqframe import _aliases
 from seqframe.hookspecs import hookimpl
 
-__version__ = "0.1.0"
+_aliases.install()  # the names of modules before the 0.2 re-layout keep working (docs/layout.md)
+
+__version__ = "0.2.0"
 
 _LAZY = {
-    "Cell": "seqframe.cells.base",
-    "State": "seqframe.cells.base",
-    "Recurrent": "seqframe.layers",
-    "list_cells": "seqframe.plugins",
-    "get_cell": "seqframe.plugins",
-    "create_cell": "seqframe.plugins",
-    "broken_plugins": "seqframe.plugins",
-    "CellInfo": "seqframe.plugins",
+    "Cell": "seqframe.core.cell",
+    "State": "seqframe.core.cell",
+    "Recurrent": "seqframe.core.recurrent",
+    "list_cells": "seqframe.core.registry",
+    "get_cell": "seqframe.core.registry",
+    "create_cell": "seqframe.core.registry",
+    "broken_plugins": "seqframe.core.registry",
+    "CellInfo": "seqframe.core.registry",
     "SeqframeError": "seqframe.errors",
     "UnknownCellError": "seqframe.errors",
     "CellNameConflictError": "seqframe.errors",
@@ -37,7 +40,9 @@ _LAZY = {
 __all__ = ["hookimpl", "__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from seqframe.cells.base import Cell, State
+    from seqframe.core.cell import Cell, State
+    from seqframe.core.recurrent import Recurrent
+    from seqframe.core.registry import CellInfo, broken_plugins, create_cell, get_cell, list_cells
     from seqframe.errors import (
         CellNameConflictError,
         CellOptionError,
@@ -45,8 +50,6 @@ if TYPE_CHECKING:
         SeqframeError,
         UnknownCellError,
     )
-    from seqframe.layers import Recurrent
-    from seqframe.plugins import CellInfo, broken_plugins, create_cell, get_cell, list_cells
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:
-    from seqframe.cells.base import Cell
+    from seqframe.core.cell import Cell
 
 
 @hookspec

@@ -11,7 +11,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """A registry that re-discovers plugins now, and again after the test."""
-    from seqframe import plugins
+    from seqframe.core import registry as plugins
 
     monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
     monkeypatch.delenv(plugins.ONLY_ENV, raising=False)

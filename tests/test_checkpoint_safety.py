@@ -6,8 +6,8 @@ import pytest
 import torch
 from runs import attempt, tiny
 
-from seqframe.checkpoints import CheckpointError, load_checkpoint
-from seqframe.resume import find_checkpoint
+from seqframe.harness.checkpoints import CheckpointError, load_checkpoint
+from seqframe.harness.resume import find_checkpoint
 
 
 class Payload:
@@ -41,7 +41,7 @@ def test_refused_by_seqframe_and_by_lightning_resume(crafted, tmp_path):
     import pytorch_lightning as pl
 
     from seqframe.data import AddingDataModule
-    from seqframe.model import SequenceModel
+    from seqframe.harness.model import SequenceModel
 
     data = AddingDataModule(seq_len=4, train_size=8, val_size=8, test_size=8, batch_size=4)
     model = SequenceModel(task=data.spec.as_dict(), cell={"name": "rnn"}, hidden_size=4)
@@ -70,7 +70,7 @@ def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
 
 def test_resuming_another_task_or_cell_is_refused_but_backend_and_optimizer_may_change(tmp_path):
     """Weights of the same sizes would load silently and train on the wrong problem; say so instead."""
-    from seqframe.resume import check_same_model
+    from seqframe.harness.resume import check_same_model
 
     here = {"task": {"task": "regress", "input_size": 2}, "cell": {"name": "gru", "backend": "auto"},
             "hidden_size": 64, "optimizer": {"lr": 0.003}}

@@ -7,11 +7,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from runs import attempt, tiny
 
-from seqframe.cell_config import register_cell_configs
-from seqframe.config_check import ConfigError, ModelConfig, check_config, check_overrides
 from seqframe.errors import SeqframeError
-from seqframe.model import SequenceModel
-from seqframe.train import config_dir
+from seqframe.harness.cell_configs import register_cell_configs
+from seqframe.harness.config_check import ConfigError, ModelConfig, check_config, check_overrides
+from seqframe.harness.model import SequenceModel
+from seqframe.harness.train import config_dir
 
 CONF = config_dir()
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from runs import BIN, run, summary, tiny
 
 from seqframe.data.batching import BatchSizeError, per_process_batch_size, without_global_batch_size
-from seqframe.distributed import (
+from seqframe.harness.distributed import (
     LaunchError,
     check_launch,
     check_run_dir_is_pinned,
@@ -30,7 +30,7 @@ SUBMITIT_TRAINER = {
     "devices": 2,
     "num_nodes": 1,
     "strategy": "ddp",
-    "plugins": [{"_target_": "seqframe.submitit_env.SubmititEnvironment"}],
+    "plugins": [{"_target_": "seqframe.harness.submitit_env.SubmititEnvironment"}],
 }
 LOCAL_TASK = {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1"}
 
@@ -77,7 +77,7 @@ def test_submitit_tasks_must_be_the_trainers_ranks():
 
 
 def test_slurm_hardware_outside_a_submitit_job_says_to_add_multirun(monkeypatch):
-    from seqframe.submitit_env import SubmititEnvironment
+    from seqframe.harness.submitit_env import SubmititEnvironment
 
     monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
     with pytest.raises(LaunchError, match="add -m"):  # refused before training by seqframe-train
@@ -87,7 +87,7 @@ def test_slurm_hardware_outside_a_submitit_job_says_to_add_multirun(monkeypatch)
 
 
 def test_submitit_environment_gives_every_task_the_same_address_and_port(monkeypatch):
-    from seqframe.submitit_env import SubmititEnvironment, port_for_job
+    from seqframe.harness.submitit_env import SubmititEnvironment, port_for_job
 
     ports = set()
     for rank in ("0", "1"):
@@ -106,7 +106,7 @@ def test_submitit_environment_gives_every_task_the_same_address_and_port(monkeyp
 
 
 def test_on_slurm_the_first_host_of_the_job_is_the_main_address(monkeypatch):
-    from seqframe.submitit_env import SubmititEnvironment, port_for_job
+    from seqframe.harness.submitit_env import SubmititEnvironment, port_for_job
 
     slurm_task = {
         "SUBMITIT_EXECUTOR": "slurm",
@@ -132,7 +132,7 @@ def test_on_slurm_the_first_host_of_the_job_is_the_main_address(monkeypatch):
 def test_slurm_hardware_composes_the_launcher_from_the_trainer_settings():
     from hydra import compose, initialize_config_dir
 
-    from seqframe.train import config_dir
+    from seqframe.harness.train import config_dir
 
     overrides = ["hardware=slurm", "trainer.devices=4", "trainer.num_nodes=2", "hydra.launcher.partition=gpu"]
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -141,12 +141,12 @@ def test_slurm_hardware_composes_the_launcher_from_the_trainer_settings():
     assert launcher["_target_"].endswith("SlurmLauncher") and launcher["partition"] == "gpu"
     assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu"
-    assert cfg.trainer.plugins[0]._target_ == "seqframe.submitit_env.SubmititEnvironment"
+    assert cfg.trainer.plugins[0]._target_ == "seqframe.harness.submitit_env.SubmititEnvironment"
 
 
 def test_slurm_hardware_without_the_launcher_plugin_says_how_to_install_it(monkeypatch):
-    from seqframe import extras
     from seqframe.errors import SeqframeError
+    from seqframe.harness import extras
 
     extras.check_extras(["hardware=slurm_local"])  # installed by scripts/setup.sh
     monkeypatch.setattr(extras, "_installed", lambda module: False)
@@ -173,9 +173,9 @@ def test_torchrun_sweeps_need_a_pinned_sweep_dir_and_an_ordered_sweep():
 def _test_mse_of_checkpoint(path, data_args: dict) -> tuple:
     """Test MSE of a checkpoint over the whole test split, computed here in one process with plain torch;
     and what a sampler that pads the split (repeating item 0 for 2 ranks) would have counted instead."""
-    from seqframe.checkpoints import load_checkpoint
     from seqframe.data import AddingDataModule
-    from seqframe.model import SequenceModel
+    from seqframe.harness.checkpoints import load_checkpoint
+    from seqframe.harness.model import SequenceModel
 
     checkpoint = load_checkpoint(path)
     model = SequenceModel(**checkpoint["hyper_parameters"])

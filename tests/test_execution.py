@@ -15,9 +15,9 @@ from test_resume import (
     weights,
 )
 
-from seqframe.checkpoints import load_checkpoint
-from seqframe.config_check import ConfigError
-from seqframe.execution import BatchGroup, GroupedLoader, as_batches, trainer_overrides
+from seqframe.harness.checkpoints import load_checkpoint
+from seqframe.harness.config_check import ConfigError
+from seqframe.harness.execution import BatchGroup, GroupedLoader, as_batches, trainer_overrides
 
 K = 5  # does not divide the 32 steps of an epoch: the last group of each epoch holds 2 batches
 

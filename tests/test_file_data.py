@@ -9,7 +9,7 @@ import torch
 from seqframe.data import CsvDataModule, NumpyDataModule
 from seqframe.data.files import IGNORE_INDEX, DataFileError, pad_batch
 from seqframe.data.text import tokenize
-from seqframe.model import IGNORE_INDEX as MODEL_IGNORE_INDEX
+from seqframe.harness.model import IGNORE_INDEX as MODEL_IGNORE_INDEX
 
 
 def write_csv(path, header, rows):
@@ -261,7 +261,7 @@ def test_wide_format_rows_are_sequences_with_trailing_blanks(tmp_path):
 
 
 def test_forecast_many_to_many_targets_every_step_and_padding_is_not_scored(tmp_path):
-    from seqframe.model import SequenceModel
+    from seqframe.harness.model import SequenceModel
 
     rows = [[f"s{s}", t, 10 * s + t] for s in range(10) for t in range(3 + s % 4)]
     path = write_csv(tmp_path / "m.csv", ["id", "t", "a"], rows)

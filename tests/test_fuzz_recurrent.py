@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import seqframe
-from seqframe.state import map_state
+from seqframe.core.state import map_state
 
 CELLS = sorted(info.name for info in seqframe.list_cells())  # rnn, lstm, gru and any installed plugin's
 

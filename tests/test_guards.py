@@ -9,9 +9,9 @@ from hydra import compose, initialize_config_dir
 from nan_data import NAN_SEQUENCE
 from runs import attempt, summary
 
-from seqframe.cell_config import register_cell_configs
-from seqframe.checkpoints import load_checkpoint
-from seqframe.train import config_dir, train
+from seqframe.harness.cell_configs import register_cell_configs
+from seqframe.harness.checkpoints import load_checkpoint
+from seqframe.harness.train import config_dir, train
 
 BATCH = 8
 NAN_STEP = NAN_SEQUENCE // BATCH
@@ -85,7 +85,7 @@ def _guarded_step(guard, module: torch.nn.Module, loss: torch.Tensor, saved: lis
 def test_a_nonfinite_loss_or_gradient_is_named_with_its_step(tmp_path, poison, named):
     """In-process: the fused max-norm check finds NaN/inf anywhere, and the message names the loss or the
     parameter; finite steps pass untouched."""
-    from seqframe.guards import NonFiniteError, NonFiniteGuard
+    from seqframe.harness.guards import NonFiniteError, NonFiniteGuard
 
     guard = NonFiniteGuard(tmp_path, action="stop")
     module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, bias=False))

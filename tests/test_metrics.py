@@ -5,7 +5,7 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanSquaredError
 from torchmetrics.classification import MulticlassAccuracy
 
-from seqframe.metrics import TaskMetrics
+from seqframe.harness.metrics import TaskMetrics
 
 
 def test_regression_sums_match_torchmetrics_and_the_weighted_mean_loss():

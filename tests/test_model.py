@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqframe.data import AddingDataModule, CopyDataModule, SeedExampleDataModule
-from seqframe.model import SequenceModel
+from seqframe.harness.model import SequenceModel
 
 
 def model_for(dm, cell="lstm", **kwargs):

@@ -143,7 +143,7 @@ def test_bad_layer_arguments(kwargs, match):
 @pytest.mark.parametrize("method", ["parallel", "sequential"])
 @pytest.mark.parametrize("steps", [1, 2, 7, 64, 1000])
 def test_linear_recurrence_matches_the_sequential_loop(steps, method):
-    from seqframe.scans import linear_recurrence
+    from seqframe.kernels import linear_recurrence
 
     torch.manual_seed(0)
     a = torch.rand(3, steps, 4, dtype=torch.float64)
@@ -158,7 +158,7 @@ def test_linear_recurrence_matches_the_sequential_loop(steps, method):
 
 @pytest.mark.parametrize("method", ["parallel", "sequential"])
 def test_linear_recurrence_gradients(method):
-    from seqframe.scans import linear_recurrence
+    from seqframe.kernels import linear_recurrence
 
     torch.manual_seed(0)
     inputs = (
@@ -172,7 +172,7 @@ def test_linear_recurrence_gradients(method):
 
 @pytest.mark.parametrize("method", ["parallel", "sequential"])
 def test_linear_recurrence_is_stable_where_a_cumulative_product_underflows(method):
-    from seqframe.scans import linear_recurrence
+    from seqframe.kernels import linear_recurrence
 
     torch.manual_seed(0)
     a = torch.full((1, 1000, 2), 0.3)  # 0.3**1000 underflows float32 long before the end

@@ -28,7 +28,7 @@ def test_builtins_come_from_the_core_distribution(fresh_registry):
     for name in ("rnn", "lstm", "gru"):
         assert cells[name].distribution == "seqframe"
         assert cells[name].version == seqframe.__version__
-        assert cells[name].module == f"seqframe.cells.{name}"
+        assert cells[name].module == f"seqframe.core.cells.{name}"
 
 
 def test_plugin_cell_is_found_with_its_distribution(site):
@@ -147,7 +147,7 @@ def test_allow_list_loads_only_named_plugins_and_keeps_builtins(site, monkeypatc
 def test_import_is_light_and_loads_no_plugin():
     code = (
         "import sys, seqframe\n"
-        "heavy = [m for m in ('pytorch_lightning', 'lightning', 'hydra', 'torch', 'seqframe.cells.lstm')"
+        "heavy = [m for m in ('pytorch_lightning', 'lightning', 'hydra', 'torch', 'seqframe.core.cells.lstm')"
         " if m in sys.modules]\n"
         "print(heavy)\n"
     )
@@ -156,7 +156,7 @@ def test_import_is_light_and_loads_no_plugin():
 
 def test_seqframe_cells_command_lists_builtins_without_lightning():
     code = (
-        "import sys\nfrom seqframe.cli import main\nmain(['cells'])\n"
+        "import sys\nfrom seqframe.tools.cli import main\nmain(['cells'])\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'hydra')]\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

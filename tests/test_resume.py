@@ -11,7 +11,7 @@ import pytest
 import torch
 from runs import BIN, run, summary
 
-from seqframe.checkpoints import load_checkpoint
+from seqframe.harness.checkpoints import load_checkpoint
 
 STEPS_PER_EPOCH = 32  # 256 sequences / batch 8 (per process: 128 / 4 under ddp_cpu)
 EPOCHS = 2
@@ -134,7 +134,7 @@ def test_seed_and_deterministic_give_identical_metrics_run_to_run(tmp_path):
     """Two runs of the real train() in this process (cheap: no start-up), same seed: the same metrics."""
     from hydra import compose, initialize_config_dir
 
-    from seqframe.train import config_dir, train
+    from seqframe.harness.train import config_dir, train
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=[*RUN, "trainer.max_epochs=1", "seed=3"])
@@ -153,8 +153,8 @@ def test_seed_and_deterministic_give_identical_metrics_run_to_run(tmp_path):
 @pytest.mark.parametrize("what", ["missing", "directory"])
 def test_ckpt_path_forms(tmp_path, what):
     """``last`` without a checkpoint starts fresh; a directory without one is refused."""
-    from seqframe.checkpoints import CheckpointError
-    from seqframe.resume import find_checkpoint
+    from seqframe.harness.checkpoints import CheckpointError
+    from seqframe.harness.resume import find_checkpoint
 
     if what == "missing":
         assert find_checkpoint("last", tmp_path) is None

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from runs import BIN, run, summary, tiny
 
 from hydra_plugins.seqframe_optuna_sweeper.optuna_sweeper import OptunaSweeper, distribution
-from seqframe import extras
 from seqframe.errors import SeqframeError
+from seqframe.harness import extras
 
 TRAIN = str(BIN / "seqframe-train")
 

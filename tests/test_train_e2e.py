@@ -81,7 +81,7 @@ def test_wheel_install_runs_from_another_directory(tmp_path):
     pip_install(venv, str(build_wheel(tmp_path / "wheels")))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    where = run_in(venv, ["python", "-c", "import seqframe.train as t; print(t.config_dir())"], elsewhere)
+    where = run_in(venv, ["python", "-c", "import seqframe.harness.train as t; print(t.config_dir())"], elsewhere)
     assert where.stdout.strip().startswith(str(site_packages(venv))), where.stdout + where.stderr
     run(
         ["experiment=seed_keras", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "hydra.run.dir=run"],

@@ -140,9 +140,9 @@ def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
     above export lstm (pt2) and gru (ONNX) and run them without seqframe."""
     import torch
 
-    from seqframe.deploy import Deployable
-    from seqframe.export import _write, example_inputs
-    from seqframe.model import SequenceModel
+    from seqframe.harness.model import SequenceModel
+    from seqframe.runs.deployable import Deployable
+    from seqframe.runs.export import _write, example_inputs
 
     task = {"task": "classify", "num_outputs": 3, "input_size": 4, "monitor": "val/loss", "mode": "min"}
     if cell.endswith("tokens"):  # a language model: token ids in, probabilities per step out
@@ -161,9 +161,9 @@ def test_word_level_text_predicts_every_token_with_the_saved_vocabulary(tmp_path
     """The text path of seqframe-eval/-predict in-process: a data module rebuilt from the saved
     data_state reads a new file with the training vocabulary; one prediction per token, in order."""
     from seqframe.data import TextDataModule
-    from seqframe.deploy import Deployable
-    from seqframe.model import SequenceModel
-    from seqframe.predict import run_batches, write_predictions
+    from seqframe.harness.model import SequenceModel
+    from seqframe.runs.deployable import Deployable
+    from seqframe.runs.predict import run_batches, write_predictions
 
     rng = np.random.default_rng(2)
     words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "log", ","]
@@ -194,8 +194,8 @@ def test_word_level_text_predicts_every_token_with_the_saved_vocabulary(tmp_path
 def test_a_checkpoint_with_pickled_code_is_refused(tmp_path):
     import pickle
 
-    from seqframe.checkpoints import CheckpointError
-    from seqframe.trained import load_run
+    from seqframe.harness.checkpoints import CheckpointError
+    from seqframe.runs.loading import load_run
 
     (tmp_path / "checkpoints").mkdir()
     with (tmp_path / "checkpoints" / "last.ckpt").open("wb") as handle:

@@ -14,13 +14,13 @@ import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from seqframe.execution import group_batches
-from seqframe.resume import resumable_loader
+from seqframe.data.loading import resumable_loader
 
 TASKS = ("classify", "regress", "per_step", "per_step_regress")
 REGRESSION_TASKS = ("regress", "per_step_regress")  # real-valued targets: MSE
 PER_STEP_TASKS = ("per_step", "per_step_regress")  # an output at every step
 SPLITS = ("train", "val", "test")
+IGNORE_INDEX = -100  # per-step class targets at padded steps: left out of the loss and the metrics
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,6 @@ class TaskDataModule(pl.LightningDataModule):
     """
 
     collate_fn: Optional[Callable] = None  # how a loader batches items (file data pads per batch)
-    steps_per_execution: int = 1  # train/val/test batches per Lightning step (seqframe.execution); set by train
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()
@@ -115,7 +114,7 @@ class TaskDataModule(pl.LightningDataModule):
         """A loader of one split; under DDP each process reads its own share (a
         DistributedSampler made here, so that ``shuffle=False`` is honoured:
         the Trainer runs with ``use_distributed_sampler=False``), and its position
-        mid-epoch is saved in checkpoints (see :mod:`seqframe.resume`)."""
+        mid-epoch is saved in checkpoints (see :mod:`seqframe.data.loading`)."""
         self.setup()
         dataset, collate = self.splits[split], self.collate_fn
         if type(dataset) is TensorDataset and collate is None:
@@ -130,10 +129,10 @@ class TaskDataModule(pl.LightningDataModule):
         return resumable_loader(dataset, shuffle=shuffle, seed=self.seed, pad=split == "train", **options)
 
     def train_dataloader(self) -> DataLoader:
-        return group_batches(self._loader("train", shuffle=self.shuffle), self.steps_per_execution)
+        return self._loader("train", shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
-        return group_batches(self._loader("val", shuffle=False), self.steps_per_execution)
+        return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return group_batches(self._loader("test", shuffle=False), self.steps_per_execution)
+        return self._loader("test", shuffle=False)

@@ -25,10 +25,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from seqframe.data.base import REGRESSION_TASKS, SPLITS, TaskDataModule, TaskSpec
+from seqframe.data.base import IGNORE_INDEX, REGRESSION_TASKS, SPLITS, TaskDataModule, TaskSpec
 from seqframe.errors import SeqframeError
 
-IGNORE_INDEX = -100  # per-step targets at padded steps (the model's IGNORE_INDEX)
 FILE_TASKS = ("auto", "classify", "regress", "per_step", "per_step_regress")
 TOO_LONG = ("error", "drop")
 

@@ -14,10 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 import torch
 from torch import Tensor
 
-from seqframe.cells.base import Cell, State
-from seqframe.layers import Recurrent
-from seqframe.options import check_options
-from seqframe.plugins import get_cell
+from seqframe.core.cell import Cell, State
+from seqframe.core.options import check_options
+from seqframe.core.recurrent import Recurrent
+from seqframe.core.registry import get_cell
 
 ATOL = 1e-5
 

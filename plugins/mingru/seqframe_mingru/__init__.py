@@ -13,10 +13,10 @@ Option ``scan_method``:
   gate, the per-step interpolation and the adjoint recurrence each touch the
   sequence once (:class:`_MinGRUSequence`), where the step loop records ~12
   autograd ops per step;
-* ``parallel`` (a GPU's best): :func:`seqframe.scans.linear_recurrence`, a
+* ``parallel`` (a GPU's best): :func:`seqframe.kernels.linear_recurrence`, a
   log-depth associative scan over the whole sequence;
 * ``auto``: parallel on GPUs, sequential elsewhere; on a CPU, sequences above
-  :data:`seqframe.scans.CPU_KERNEL_MAX_ELEMENTS` take the step loop, which
+  :data:`seqframe.kernels.CPU_KERNEL_MAX_ELEMENTS` take the step loop, which
   measured faster there (B=128, T=200, H=512: 0.89 of the kernel's time).
 
 Both only multiply and add, so they stay finite at any T (no division or log).
@@ -34,8 +34,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 import seqframe
-from seqframe.layers import run_steps, step_mask
-from seqframe.scans import METHODS, cpu_kernel_worthwhile, linear_recurrence, time_blocks
+from seqframe.kernels import METHODS, cpu_kernel_worthwhile, linear_recurrence, run_steps, step_mask, time_blocks
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # g * s * (1 - s), written into an out tensor
 
@@ -91,7 +90,7 @@ class _MinGRUSequence(torch.autograd.Function):
     Forward: ``u = m * sigmoid(p_z)``, then ``h_t = lerp(h_{t-1}, h~_t, u_t)`` step by step.
     Backward, with ``g_t = dL/dh_t + (1 - u_{t+1}) g_{t+1}`` (the adjoint recurrence):
     ``dL/dh~_t = g_t u_t``, ``dL/dp_z = g_t (h~_t - h_{t-1}) m_t sigmoid'``, ``dL/dh0 = (1 - u_0) g_0``.
-    The elementwise passes run block by block through time (:func:`seqframe.scans.time_blocks`),
+    The elementwise passes run block by block through time (:func:`seqframe.kernels.time_blocks`),
     each block's passes right next to its steps, while the block is still in cache.
     """
 

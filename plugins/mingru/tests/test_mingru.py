@@ -89,7 +89,7 @@ def test_scan_gradcheck_float64():
 
 
 def test_auto_takes_the_step_loop_above_the_cpu_kernel_size_limit(monkeypatch):
-    from seqframe import scans
+    from seqframe import kernels as scans
 
     torch.manual_seed(0)
     layer = Recurrent("mingru", 4, 6)

@@ -1,0 +1,223 @@
+"""``Recurrent``: runs any cell over batches of sequences.
+
+It owns everything a cell should not have to know about: the time loop,
+stacked layers, the reverse direction, dropout between layers, initial
+states, and variable-length (right-padded) batches. For each layer it picks
+the fastest correct path:
+
+* ``fused``: the cell's ``scan`` on the raw layer input (a kernel
+  that does the input projection itself, ``fused_projection = True``);
+* ``scan``: the cell's ``scan`` on ``project(x)``;
+* ``loop``: ``project(x)`` once for all steps, then a loop over ``step``;
+* ``compile``: that loop through ``torch.compile`` (opt-in: its first call
+  compiles for seconds to minutes, growing with T; later runs of the same
+  shapes hit inductor's on-disk cache).
+
+Backends (``backend=``): ``auto`` takes ``fused``/``scan`` when the cell has
+one, else ``loop`` — never a long compilation the user did not ask for;
+``loop`` forces the reference loop; ``compile`` forces the compiled loop.
+All paths give the same numbers (tested); :meth:`Recurrent.paths` tells
+which path runs, and it is logged when the layer is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Callable, List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from seqframe.core.cell import Cell, State
+from seqframe.core.state import stack_states, unstack_state
+from seqframe.kernels import run_steps, step_mask
+
+logger = logging.getLogger("seqframe")
+
+CellFactory = Callable[[int, int], Cell]
+BACKENDS = ("auto", "loop", "compile")
+
+
+def _cell_factory(cell: Union[str, CellFactory], options: dict) -> CellFactory:
+    if isinstance(cell, str):
+        from seqframe.core.registry import create_cell
+
+        return lambda input_size, hidden_size: create_cell(cell, input_size, hidden_size, **options)
+    return lambda input_size, hidden_size: cell(input_size, hidden_size, **options)
+
+
+def reverse_within_lengths(x: Tensor, index: Optional[Tensor]) -> Tensor:
+    """Reverse time of ``x`` ``[B, T, F]``; with ``index`` from :func:`reversal_index`,
+    only each sequence's valid steps are reversed and padding stays where it is."""
+    if index is None:
+        return x.flip(1)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def reversal_index(lengths: Tensor, steps: int) -> Tensor:
+    """``[B, T]`` time index that reverses steps ``0..len-1`` of each sequence."""
+    t = torch.arange(steps, device=lengths.device)
+    valid = lengths.unsqueeze(1)
+    return torch.where(t < valid, valid - 1 - t, t)
+
+
+def project_and_run_steps(cell: Cell, x: Tensor, state: State, keep: Optional[Tensor] = None) -> Tuple[Tensor, State]:
+    """One layer and direction through the step loop: what ``backend="compile"`` compiles."""
+    return run_steps(cell, cell.project(x), state, keep)
+
+
+_compiled_sequence: Optional[Callable[..., Tuple[Tensor, State]]] = None
+
+
+def compiled_sequence() -> Callable[..., Tuple[Tensor, State]]:
+    """``project_and_run_steps`` through ``torch.compile``, built on first use."""
+    global _compiled_sequence
+    if _compiled_sequence is None:
+        _compiled_sequence = torch.compile(project_and_run_steps, dynamic=False)
+    return _compiled_sequence
+
+
+class Recurrent(nn.Module):
+    """A multi-layer, optionally bidirectional recurrent network of any cell.
+
+    Args:
+        cell: a registered cell name (``"lstm"``), or a Cell class / factory
+            called as ``cell(input_size, hidden_size, **cell_options)``.
+        input_size, hidden_size: ``I`` and ``H``.
+        num_layers: stacked layers; layer ``l > 0`` reads ``D*H`` features.
+        bidirectional: add a reverse-time direction (``D = 2``) per layer.
+        dropout: dropout on the outputs of every layer but the last.
+        backend: ``auto`` (fastest correct path per layer without a long
+            start-up), ``loop`` (the plain step loop: the reference) or
+            ``compile`` (the step loop through ``torch.compile``).
+        cell_options: keyword options for the cell's constructor.
+
+    ``forward(x, state=None, lengths=None)`` takes ``x`` ``[B, T, I]`` (batch
+    first) and returns ``(outputs [B, T, D*H], final_state)``. States use
+    torch.nn.LSTM's layout: a tensor ``[L*D, B, S]`` (or a tuple of them for
+    cells such as the LSTM), index ``layer * D + direction``. With ``lengths``
+    (``[B]``, each in ``1..T``), padded steps change neither outputs (zeros
+    there) nor states (each taken at its sequence's own last step).
+    """
+
+    def __init__(
+        self,
+        cell: Union[str, CellFactory],
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        backend: str = "auto",
+        cell_options: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        if int(num_layers) < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not valid; choose one of {', '.join(BACKENDS)}")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.num_layers, self.num_directions = int(num_layers), 2 if bidirectional else 1
+        self.backend = backend
+        self.dropout = nn.Dropout(float(dropout)) if dropout else None
+        factory = _cell_factory(cell, dict(cell_options or {}))
+        self.cells = nn.ModuleList(
+            factory(self.input_size if layer == 0 else self.num_directions * self.hidden_size, self.hidden_size)
+            for layer in range(self.num_layers)
+            for _ in range(self.num_directions)
+        )
+        self._scan_takes_lengths = [
+            c.has_scan() and "lengths" in inspect.signature(c.scan).parameters for c in self.cells
+        ]
+        logger.info("Recurrent(%s): paths per layer %s", self.cells[0].name, self.paths())
+
+    @property
+    def output_size(self) -> int:
+        return self.num_directions * self.hidden_size
+
+    def _path(self, index: int, has_lengths: bool) -> str:
+        cell = self.cells[index]
+        if self.backend == "compile":
+            return "compile"
+        if self.backend == "loop" or not cell.has_scan():
+            return "loop"
+        if has_lengths and not self._scan_takes_lengths[index]:
+            return "loop"
+        return "fused" if cell.fused_projection else "scan"
+
+    def paths(self, with_lengths: bool = False) -> List[str]:
+        """The path each layer runs (``fused``, ``scan``, ``loop`` or ``compile``), for
+        fixed-length batches or, with ``with_lengths=True``, padded ones."""
+        return [self._path(layer * self.num_directions, with_lengths) for layer in range(self.num_layers)]
+
+    def _check_input(self, x: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(
+                f"Recurrent expects input of shape [batch, time, {self.input_size}] (batch first), got {tuple(x.shape)}"
+            )
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        batch, steps = x.shape[:2]
+        if lengths.shape != (batch,):
+            raise ValueError(f"lengths must have shape [{batch}] (one per sequence), got {tuple(lengths.shape)}")
+        if torch.compiler.is_exporting():  # a traced graph cannot branch on values; exported models document the range
+            return lengths
+        if bool((lengths < 1).any()) or bool((lengths > steps).any()):
+            raise ValueError(f"every length must be in 1..{steps} (the padded time size), got {lengths.tolist()}")
+        return lengths
+
+    def forward(
+        self, x: Tensor, state: Optional[State] = None, lengths: Optional[Tensor] = None
+    ) -> Tuple[Tensor, State]:
+        lengths = self._check_input(x, lengths)
+        batch, steps = x.shape[:2]
+        keep = index = None
+        if lengths is not None:
+            keep = step_mask(lengths, steps, x.device)
+            index = reversal_index(lengths.to(x.device), steps) if self.num_directions == 2 else None
+        finals: List[State] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                i = layer * self.num_directions + direction
+                cell = self.cells[i]
+                start = (
+                    cell.initial_state(batch, device=x.device, dtype=x.dtype)
+                    if state is None
+                    else unstack_state(state, i)
+                )
+                inp = layer_input if direction == 0 else reverse_within_lengths(layer_input, index)
+                out, final = self._run(i, cell, inp, start, lengths, keep)
+                outputs.append(out if direction == 0 else reverse_within_lengths(out, index))
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            if self.dropout is not None and layer < self.num_layers - 1:
+                layer_input = self.dropout(layer_input)
+        return layer_input, stack_states(finals)
+
+    def _run(
+        self, i: int, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
+    ) -> Tuple[Tensor, State]:
+        path = self._path(i, lengths is not None)
+        if path == "loop":
+            out, final = project_and_run_steps(cell, x, state, keep)
+        elif path == "compile":
+            out, final = compiled_sequence()(cell, x, state, keep)
+        else:
+            inp = x if path == "fused" else cell.project(x)
+            out, final = cell.scan(inp, state) if lengths is None else cell.scan(inp, state, lengths=lengths)
+        if keep is not None:
+            out = out.masked_fill(~keep, 0.0)
+        return out, final
+
+    def load_torch(self, module: nn.RNNBase) -> None:
+        """Copy every layer and direction of a matching ``torch.nn.RNN/LSTM/GRU``."""
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                cell = self.cells[layer * self.num_directions + direction]
+                cell.load_torch(module, layer=layer, reverse=direction == 1)  # type: ignore[operator]

@@ -1,0 +1,249 @@
+"""``SequenceModel``: encoder -> Recurrent -> head, wired from the data's TaskSpec.
+
+Everything the model needs arrives as plain values (numbers, strings,
+dicts), so its hyper-parameters are saved in checkpoints without pickled
+objects and a checkpoint rebuilds the model on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqframe.core.options import RUNNER_KEYS
+from seqframe.core.recurrent import Recurrent
+from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
+from seqframe.harness.execution import ManualScheduler, as_batches, epoch_finished
+from seqframe.harness.metrics import TaskMetrics
+
+ENCODERS = ("auto", "none", "linear", "embedding")
+STAGES = ("train", "val", "test")
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 3e-3}
+
+
+def split_cell_config(cell: Dict[str, Any]) -> tuple[str, str, Dict[str, Any]]:
+    """``{name, backend, **options}`` -> ``(name, backend, options)``."""
+    options = {k: v for k, v in cell.items() if k not in RUNNER_KEYS}
+    return cell["name"], cell.get("backend", "auto"), options
+
+
+class SequenceModel(pl.LightningModule):
+    """A recurrent model for one task.
+
+    Args:
+        task: a :class:`TaskSpec` as a dict (the data module's ``spec``).
+        cell: ``{"name": ..., "backend": ..., **cell options}``.
+        hidden_size, num_layers, bidirectional, dropout: the Recurrent stack.
+        encoder: ``auto`` (an embedding for token inputs, nothing for real
+            features, as in the spec's Keras model), ``linear`` or ``none``.
+        embed_dim: size of the embedding / linear encoder.
+        optimizer: ``{"_target_": "torch.optim.Adam", "lr": ...}`` (any optimizer class).
+        scheduler: ``None`` or ``{"_target_": ..., **kwargs}``, plus optional
+            ``interval`` (``epoch``/``step``) and ``monitor`` (for ReduceLROnPlateau).
+        data_state: what the data module fitted on the training split (normalisation,
+            classes, vocabulary) as plain values, kept in checkpoints so that
+            evaluation, prediction and export read new data the same way.
+    """
+
+    def __init__(
+        self,
+        task: Dict[str, Any],
+        cell: Dict[str, Any],
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        encoder: str = "auto",
+        embed_dim: int = 32,
+        optimizer: Optional[Dict[str, Any]] = None,
+        scheduler: Optional[Dict[str, Any]] = None,
+        data_state: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.spec = TaskSpec(**task)
+        if encoder not in ENCODERS:
+            raise ValueError(f"model.encoder={encoder!r} is not valid; choose one of {', '.join(ENCODERS)}")
+        self.encoder, rnn_input = self._build_encoder(encoder, int(embed_dim))
+        name, backend, options = split_cell_config(dict(cell))
+        self.rnn = Recurrent(name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options)
+        self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
+        self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
+        self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
+        self._manual_clip: tuple[Optional[float], Optional[str]] = (None, None)
+        self._manual_scheduler: Optional[ManualScheduler] = None
+
+    def set_steps_per_execution(
+        self, steps: int, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
+    ) -> None:
+        """Run ``steps`` optimizer steps per Lightning step (:mod:`seqframe.harness.execution`). Above 1 this is
+        manual optimization, where clipping is this module's job: the Trainer's ``gradient_clip_*``
+        are given here instead (and must be unset on the Trainer). A training-loop setting, not a
+        hyper-parameter: checkpoints do not record it."""
+        self.automatic_optimization = int(steps) == 1
+        self._manual_clip = (gradient_clip_val, gradient_clip_algorithm)
+
+    def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
+        spec = self.spec
+        if spec.vocab_size is not None:
+            if encoder in ("none", "linear"):
+                raise ValueError(f"model.encoder={encoder} cannot read token inputs; use auto or embedding")
+            return nn.Embedding(spec.vocab_size, embed_dim), embed_dim
+        if encoder == "embedding":
+            raise ValueError("model.encoder=embedding needs token inputs; this task has real-valued features")
+        if encoder == "linear":
+            return nn.Linear(spec.input_size, embed_dim), embed_dim
+        return nn.Identity(), spec.input_size
+
+    def _build_metrics(self) -> TaskMetrics:
+        """The task's metrics plus the mean loss; updated on-device each step, synced and logged per epoch."""
+        if self.spec.task in REGRESSION_TASKS:
+            return TaskMetrics("regression")
+        return TaskMetrics("binary" if self.binary else "multiclass", ignore_index=IGNORE_INDEX)
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
+        out, _ = self.rnn(self.encoder(x), lengths=lengths)
+        if self.spec.task in PER_STEP_TASKS:
+            return self.head(out)
+        return self.head(self._summarise(out, lengths))
+
+    def _summarise(self, out: Tensor, lengths: Optional[Tensor]) -> Tensor:
+        """One vector per sequence: the forward direction at its last valid step,
+        the reverse direction at step 0 (where it has read the whole sequence)."""
+        h = self.rnn.hidden_size
+        if lengths is None:
+            last = out[:, -1, :h]
+        else:
+            last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1, :h]
+        return last if self.rnn.num_directions == 1 else torch.cat([last, out[:, 0, h:]], dim=1)
+
+    def _loss(self, output: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(loss, predictions, targets)`` in the shapes the metrics take."""
+        if self.spec.task == "per_step_regress":  # padded steps hold NaN targets: left out
+            valid = ~torch.isnan(y).any(-1)
+            output, y = output[valid], y[valid].to(output.dtype)
+            return F.mse_loss(output, y), output, y
+        if self.spec.task == "regress":
+            y = y.view_as(output).to(output.dtype)
+            return F.mse_loss(output, y), output, y
+        if self.binary:
+            logits = output.squeeze(-1)
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype)), logits, y.long()
+        logits = output.reshape(-1, output.shape[-1])
+        targets = y.reshape(-1).long()
+        return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
+
+    def _shared_step(self, batch, stage: str, log_step: bool = True) -> Tensor:
+        x, y, *rest = batch
+        lengths = rest[0] if rest else None
+        if lengths is not None and self.spec.task in PER_STEP_TASKS:
+            padded = torch.arange(y.shape[1], device=y.device) >= lengths.to(y.device)[:, None]
+            if self.spec.task == "per_step":
+                y = y.masked_fill(padded, IGNORE_INDEX)
+            else:
+                y = y.masked_fill(padded.unsqueeze(-1), float("nan"))
+        loss, predictions, targets = self._loss(self(x, lengths), y)
+        weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
+        getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
+        if log_step and stage == "train":
+            self._log_step_loss(loss)
+        return loss
+
+    def _log_step_loss(self, loss: Tensor) -> None:
+        """``train/loss_step`` on steps that are multiples of ``trainer.log_every_n_steps`` (when Lightning writes)."""
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+
+    def _log_epoch(self, stage: str) -> None:
+        """Compute (synced across processes), log once and reset the stage's metrics."""
+        metrics = getattr(self, f"{stage}_metrics")
+        values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
+        if self.spec.task == "per_step":
+            values[f"{stage}/bpc"] = values[f"{stage}/loss"] / math.log(2)
+        self.log_dict(values, prog_bar=stage != "train")
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+        if self._manual_scheduler is not None and epoch_finished(self.trainer):  # not when max_steps cut it
+            self._manual_scheduler.at_epoch_end(self.trainer.callback_metrics)  # ReduceLROnPlateau
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def training_step(self, batch, batch_idx: int) -> Optional[Tensor]:
+        if self.automatic_optimization:
+            return self._shared_step(batch, "train")
+        self._run_group(as_batches(batch))
+        return None
+
+    def _run_group(self, batches: list) -> None:
+        """K optimizer steps, each what automatic optimization does for one batch: zero the gradients,
+        backward, the guard and clipping (``on_before_optimizer_step``), step, step-interval schedulers;
+        after the epoch's last batch, its epoch-interval schedulers (where Lightning steps them)."""
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        scheduler = self._manual_scheduler
+        loss = None
+        for batch in batches:
+            if 0 <= trainer.max_steps <= trainer.global_step:  # stop at max_steps exactly, mid-group too
+                return self._end_group(loss, epoch_done=False)
+            loss = self._shared_step(batch, "train", log_step=False)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.after_optimizer_step()
+        self._end_group(loss, epoch_done=epoch_finished(trainer))
+
+    def _end_group(self, loss: Optional[Tensor], epoch_done: bool) -> None:
+        trainer = self.trainer
+        if epoch_done and self._manual_scheduler is not None:
+            self._manual_scheduler.after_last_batch()
+        # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step - 1
+        if loss is not None:  # Lightning writes step logs only at group ends: the newest loss
+            self._log_step_loss(loss)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        value, algorithm = self._manual_clip
+        if not self.automatic_optimization and value:  # after the callbacks (the guard), as Lightning clips
+            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        for one in as_batches(batch):
+            self._shared_step(one, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        for one in as_batches(batch):
+            self._shared_step(one, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> Tensor:
+        x, *rest = batch if isinstance(batch, (list, tuple)) else (batch,)
+        return self(x, rest[1] if len(rest) > 1 else None)
+
+    def configure_optimizers(self):
+        from hydra.utils import instantiate
+
+        optimizer = instantiate(dict(self.hparams.optimizer or DEFAULT_OPTIMIZER), params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler_cfg = dict(self.hparams.scheduler)
+        extra = {k: scheduler_cfg.pop(k) for k in ("interval", "monitor") if k in scheduler_cfg}
+        scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        if not self.automatic_optimization:  # Lightning steps no scheduler then: _run_group and the epoch end do
+            self._manual_scheduler = ManualScheduler.check(scheduler, **extra)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": extra.get("interval", "epoch")},
+            }
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **extra}}

@@ -1,0 +1,284 @@
+"""``seqframe-train``: a thin Hydra app around :func:`train`.
+
+:func:`train` takes a composed config and does the whole run: seed, build
+data, model, callbacks, loggers and Trainer from the config, fit, test, and
+write ``summary.json`` into the run dir. It can be called without Hydra's
+command line (tests, notebooks) as long as ``paths.output_dir`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from seqframe.harness.rundir import SUMMARY_FILE, read_summary
+
+
+def config_dir() -> Path:
+    """The Hydra config tree: inside the installed package (wheel) or the checkout's ``conf/``."""
+    import seqframe
+    from seqframe.errors import SeqframeError
+
+    package = Path(seqframe.__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise SeqframeError(f"seqframe's config tree was not found next to {package}; reinstall seqframe")
+
+
+def _number(value: Any) -> Optional[float]:
+    """A metric as a plain float (NaN and inf are kept: they are findings)."""
+    return None if value is None else float(value)
+
+
+def _resolve_monitor(cfg: DictConfig, spec) -> None:
+    if cfg.get("monitor", "auto") == "auto":
+        cfg.monitor = spec.monitor
+    if cfg.get("monitor_mode", "auto") == "auto":
+        cfg.monitor_mode = spec.mode
+
+
+def _instantiate_all(group: Optional[DictConfig]) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(item) for item in (group or {}).values() if item is not None]
+
+
+def _callbacks(cfg: DictConfig) -> list:
+    """The configured callbacks, without progress bars when the trainer disables them."""
+    from pytorch_lightning.callbacks import ProgressBar
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return callbacks
+
+
+def _choice(group: str, default: str) -> str:
+    """Which file of a config group Hydra composed (``data=adding`` -> ``adding``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.choices.get(group) or default)
+    return default
+
+
+def write_summary(output_dir: Path, summary: Dict[str, Any]) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def train(cfg: DictConfig) -> Dict[str, Any]:
+    """Run one training job described by ``cfg``; returns the summary it writes."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from seqframe.data.batching import per_process_batch_size, without_global_batch_size
+    from seqframe.harness.callbacks import EpochTimer
+    from seqframe.harness.config_check import check_config
+    from seqframe.harness.execution import group_datamodule_batches, trainer_overrides
+    from seqframe.harness.model import SequenceModel
+    from seqframe.harness.reliability import fit_resumably, reliability_callbacks
+
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
+    output_dir = Path(cfg.paths.output_dir)
+    started = time.perf_counter()
+    summary: Dict[str, Any] = {
+        "status": "running",
+        "cell": cfg.cell.name,
+        "cell_options": OmegaConf.to_container(cfg.cell, resolve=True),
+        "data": _choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
+        "hardware": _choice("hardware", "custom"),
+        "seed": cfg.seed,
+        "output_dir": str(output_dir),
+    }
+    trainer = None
+    try:
+        check_config(cfg, config_dir())
+        if cfg.get("threads"):  # one job of a parallel sweep must not take every core
+            import torch
+
+            torch.set_num_threads(int(cfg.threads))
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        data_config, global_batch = without_global_batch_size(cfg.data)
+        datamodule = instantiate(data_config)
+        spec = datamodule.spec
+        _resolve_monitor(cfg, spec)
+        model = SequenceModel(
+            task=spec.as_dict(),
+            cell=OmegaConf.to_container(cfg.cell, resolve=True),
+            **OmegaConf.to_container(cfg.model, resolve=True),
+            data_state=getattr(datamodule, "data_state", None),
+        )
+        steps_per_execution = int(cfg.get("steps_per_execution") or 1)
+        overrides = trainer_overrides(steps_per_execution, cfg.trainer)
+        model.set_steps_per_execution(
+            steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
+        )
+        group_datamodule_batches(datamodule, steps_per_execution)
+        timer = EpochTimer()
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
+            logger=_instantiate_all(cfg.get("logger")) or False,
+            default_root_dir=str(output_dir),
+            **overrides,
+        )
+        if global_batch is not None:
+            processes = trainer.num_devices * trainer.num_nodes
+            datamodule.batch_size = per_process_batch_size(datamodule.batch_size, global_batch, processes)
+        summary.update(
+            task=spec.task,
+            baseline=spec.baseline,
+            target=spec.target,
+            monitor=cfg.monitor,
+            monitor_mode=cfg.monitor_mode,
+            parameters=sum(p.numel() for p in model.parameters()),
+            paths=model.rnn.paths(),
+            gates=model.rnn.cells[0].gates,
+            has_cell_state=model.rnn.cells[0].has_cell_state,
+            data_report=getattr(datamodule, "report", None),
+        )
+        if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop
+            return summary
+        checkpoint = trainer.checkpoint_callback
+        best_path = getattr(checkpoint, "best_model_path", "") or None
+        summary.update(
+            best_val=_number(getattr(checkpoint, "best_model_score", None)),
+            final_val=_number(trainer.callback_metrics.get(cfg.monitor)),
+            epochs=trainer.current_epoch,
+            world_size=trainer.world_size,
+            batch_size={"per_process": datamodule.batch_size, "global": datamodule.batch_size * trainer.world_size},
+            steps=trainer.global_step,
+            steps_per_execution=steps_per_execution,
+            time_per_epoch=sum(timer.durations) / len(timer.durations) if timer.durations else None,
+            epoch_times=timer.durations,
+            best_checkpoint=best_path,
+        )
+        if cfg.get("test", True):
+            best = "best" if best_path else None
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+            summary["test"] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
+        summary["status"] = "finished"
+    except BaseException as exc:
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        raise
+    finally:
+        summary["wall_time"] = time.perf_counter() - started
+        if trainer is None or trainer.is_global_zero:
+            write_summary(output_dir, summary)
+    return summary
+
+
+def _report(summary: Dict[str, Any]) -> None:
+    test = summary.get("test") or {}
+    baseline = summary.get("baseline") or {}
+    shown = [
+        f"{k.split('/', 1)[-1]} {v:.4g} (baseline {baseline[k.split('/', 1)[-1]]:.4g})"
+        for k, v in test.items()
+        if k.split("/", 1)[-1] in baseline and v is not None
+    ]
+    print(f"\nseqframe: {summary['cell']} on {summary['data']}: test " + (", ".join(shown) or str(test)))
+    print(f"seqframe: outputs in {summary['output_dir']} (summary.json, metrics.csv, checkpoints/)")
+
+
+USER_ERRORS = (ValueError, FileNotFoundError)  # what a bad config or input raises; others keep their traceback
+
+
+def _user_error(exc: BaseException) -> Optional[BaseException]:
+    """The user-facing cause of a failure (unwrapping Hydra's instantiate errors), or None."""
+    from hydra.errors import InstantiationException
+
+    from seqframe.errors import SeqframeError
+
+    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc if isinstance(exc, (SeqframeError, *USER_ERRORS)) else None
+
+
+def _hydra_task(cfg: DictConfig) -> Optional[float]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from seqframe.harness.distributed import check_launch, is_rank_zero
+
+    hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
+    sweep_plugins = [hydra_config[group].get("_target_", "") for group in ("sweeper", "launcher")]
+    previous = read_summary(Path(cfg.paths.output_dir)) if cfg.get("resume") else None
+    if previous is not None and previous.get("status") == "finished":
+        print(f"seqframe: {cfg.paths.output_dir} already finished (resume=true): skipped")
+        return previous.get("best_val")
+    if is_rank_zero():
+        print(OmegaConf.to_yaml(cfg))
+    try:
+        check_launch(cfg.trainer, multirun, sweep_plugins=sweep_plugins)
+        summary = train(cfg)
+    except Exception as exc:
+        cause = _user_error(exc)
+        if multirun:  # recorded in the job's summary.json; the sweep goes on (SweepReport sums up)
+            output_dir = Path(cfg.paths.output_dir)
+            if read_summary(output_dir) is None:  # refused before training started
+                write_summary(
+                    output_dir,
+                    {
+                        "status": "failed",
+                        "cell": cfg.cell.get("name"),
+                        "data": _choice("data", ""),
+                        "error": f"{type(exc).__name__}: {exc}",
+                    },
+                )
+            print(f"\nseqframe-train: job failed: {cause or exc!r}", file=sys.stderr)
+            return None
+        if cause is None:
+            raise
+        print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
+        if (Path(cfg.paths.output_dir) / SUMMARY_FILE).exists():  # not when refused before training
+            print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
+        sys.exit(2)
+    if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
+        if is_rank_zero():
+            print(f"\nseqframe: {summary['error']}")
+        sys.exit(0)
+    if is_rank_zero() and summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+        _report(summary)
+    return summary.get("best_val")
+
+
+def main() -> None:
+    """Console script ``seqframe-train``: Hydra composes the config from ``conf/`` and the command line.
+
+    Before Hydra runs, every installed cell is registered as a ``cell=`` choice
+    and ``cell.<option>=`` overrides are checked against the chosen cell.
+    """
+    import hydra
+
+    from seqframe.errors import SeqframeError
+    from seqframe.harness.cell_configs import check_cell_overrides, register_cell_configs
+    from seqframe.harness.config_check import check_overrides
+    from seqframe.harness.distributed import check_run_dir_is_pinned
+    from seqframe.harness.extras import check_extras, expose_checkout_hydra_plugins
+
+    conf = config_dir()
+    try:
+        check_run_dir_is_pinned(sys.argv[1:])
+        check_extras(sys.argv[1:])
+        expose_checkout_hydra_plugins()
+        register_cell_configs(conf)
+        check_cell_overrides(sys.argv[1:], conf)
+        check_overrides(sys.argv[1:], conf)
+    except SeqframeError as exc:
+        print(f"seqframe-train: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(version_base="1.3", config_path=str(conf), config_name="config")(_hydra_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A finished run, loaded back: evaluate it, predict with it, export it."""

@@ -1,0 +1,117 @@
+"""``seqframe-predict RUN FILE --out predictions.csv|.npy``: a trained model's answers for a new file.
+
+The file is read like the training data (same columns or arrays, the saved
+normalisation and classes: nothing is refitted), one output row per input
+sequence, in the file's order. Targets in the file are not needed and not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from seqframe.errors import SeqframeError
+
+OUTPUT_SUFFIXES = (".csv", ".npy")
+
+
+def run_batches(deployable, dataset, batch_size: int) -> List[np.ndarray]:
+    """The deployable's output for every item of ``dataset``, in order (one array per item)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from seqframe.data.base import PER_STEP_TASKS
+    from seqframe.data.files import pad_batch
+
+    rows: List[np.ndarray] = []
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=pad_batch):
+            x, _, *rest = batch
+            lengths = rest[0] if rest else torch.full((len(x),), x.shape[1], dtype=torch.long)
+            out = deployable(x, lengths).numpy()
+            rows += [o[: int(n)] if deployable.task in PER_STEP_TASKS else o for o, n in zip(out, lengths)]
+    return rows
+
+
+MAX_PROBABILITY_COLUMNS = 20  # more classes (a word vocabulary): the CSV gives the top class's probability only
+
+
+def output_names(state: Dict[str, Any], width: int) -> List[str]:
+    """Column names of the outputs: ``p_<class>`` per class, else ``value_<k>``."""
+    classes = state.get("classes")
+    if classes is None:
+        return [f"value_{k}" for k in range(width)]
+    return [f"p_{c}" for c in classes] if len(classes) <= MAX_PROBABILITY_COLUMNS else ["p_prediction"]
+
+
+def write_predictions(out: Path, ids: Sequence[Any], rows: List[np.ndarray], state: Dict[str, Any]) -> None:
+    """``.npy``: ``[N, C]`` probabilities / values (per step: ``[N, T, C]``, NaN after each length);
+    ``.csv``: id, predicted class (or values), one row per sequence (per step: per sequence and step)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    per_step = rows[0].ndim == 2
+    if out.suffix == ".npy":
+        if not per_step:
+            np.save(out, np.stack(rows))
+            return
+        padded = np.full((len(rows), max(len(r) for r in rows), rows[0].shape[1]), np.nan, dtype=rows[0].dtype)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+        np.save(out, padded)
+        return
+    classes, names = state.get("classes"), output_names(state, rows[0].shape[-1])
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", *(["step"] if per_step else []), *(["prediction"] if classes else []), *names])
+        for seq_id, row in zip(ids, rows):
+            for step, values in enumerate(row if per_step else [row]):
+                best = int(np.argmax(values))
+                label = [classes[best]] if classes else []
+                shown = [values[best]] if names == ["p_prediction"] else values
+                writer.writerow([seq_id, *([step] if per_step else []), *label, *(f"{v:.7g}" for v in shown)])
+
+
+def predict(run: str, file: str, out: str, overrides: Sequence[str] = (), batch_size: int = 256) -> int:
+    """Write predictions for ``file`` to ``out``; returns the number of sequences."""
+    from seqframe.runs.deployable import Deployable
+    from seqframe.runs.loading import load_run
+
+    target = Path(out)
+    if target.suffix not in OUTPUT_SUFFIXES:
+        raise SeqframeError(f"--out {out}: give a .csv or .npy file name")
+    trained = load_run(run)
+    datamodule = trained.data_module(overrides)
+    if not hasattr(datamodule, "read_new"):
+        raise SeqframeError(
+            f"seqframe-predict reads files (data=csv, numpy or text); this run used {type(datamodule).__name__}"
+        )
+    sequences, dataset = datamodule.read_new(file, with_targets=False)
+    deployable = Deployable(trained.model(), trained.data_state, normalize=False)  # the dataset is normalised
+    rows = run_batches(deployable, dataset, batch_size)
+    write_predictions(target, sequences.ids, rows, trained.data_state or {})
+    return len(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="seqframe-predict", description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file")
+    parser.add_argument("file", help="the new data, in the training data's format")
+    parser.add_argument("--out", required=True, help="predictions.csv (id, class, probabilities) or .npy")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("overrides", nargs="*", help="data.key=value: how to read the file, if not as in training")
+    args = parser.parse_args(argv)
+    try:
+        count = predict(args.run, args.file, args.out, args.overrides, args.batch_size)
+    except (SeqframeError, FileNotFoundError, ValueError) as exc:
+        print(f"seqframe-predict: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"seqframe-predict: predictions for {count} sequences written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The ``seqframe`` command: sub-commands that inspect and manage cells.
+
+It must stay light: nothing here imports Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+REFERENCE_SIZE = (8, 16)  # the spec's Keras example: 8 features, 16 units
+
+
+def describe_cell(info) -> Dict[str, object]:
+    """One row of ``seqframe cells``: provenance, size and fast path of a cell at the reference size."""
+    from torch import Tensor
+
+    row: Dict[str, object] = {
+        "name": info.name,
+        "plugin": info.entry_point,
+        "distribution": info.distribution,
+        "version": info.version,
+        "gates": info.cls.gates,
+        "cell_state": "yes" if info.cls.has_cell_state else "no",
+    }
+    try:
+        cell = info.cls(*REFERENCE_SIZE)
+        state = cell.initial_state(1)
+        parts = [state] if isinstance(state, Tensor) else list(state)
+        shapes = {tuple(t.shape[1:]) for t in parts}
+        shape = "[B, " + ", ".join(map(str, shapes.pop())) + "]" if len(shapes) == 1 else "mixed"
+        row["params"] = sum(p.numel() for p in cell.parameters())
+        row["state"] = f"{len(parts)} x {shape}" if len(parts) > 1 else shape
+        row["path"] = ("fused" if cell.fused_projection else "scan") if cell.has_scan() else "loop"
+    except Exception as exc:  # a plugin's constructor: report, don't crash the listing
+        row.update(params="?", state="?", path=f"error: {type(exc).__name__}: {exc}")
+    return row
+
+
+CELL_COLUMNS = ("name", "plugin", "distribution", "version", "params", "state", "gates", "cell_state", "path")
+
+
+def cmd_cells(args: argparse.Namespace) -> int:
+    from seqframe.core.registry import broken_plugins, list_cells, registry
+    from seqframe.tools.tables import format_table
+
+    rows = [describe_cell(info) for info in list_cells() if fnmatch.fnmatch(info.name, args.pattern)]
+    problems = [
+        {"plugin": b.source.entry_point, "distribution": b.source.distribution, "error": b.error}
+        for b in broken_plugins()
+    ]
+    problems += [
+        {"plugin": c.entry_point, "distribution": c.distribution, "error": f"cell name {name!r} is claimed twice"}
+        for name, claims in registry().conflicts.items()
+        for c in claims
+    ]
+    if args.json:
+        print(json.dumps({"cells": rows, "broken": problems}, indent=2))
+        return 0
+    i, h = REFERENCE_SIZE
+    headers = [c if c != "params" else f"params@{i}x{h}" for c in CELL_COLUMNS]
+    print(format_table(headers, [[row[c] for c in CELL_COLUMNS] for row in rows]))
+    if problems:
+        print("\nBroken plugins (their cells are unavailable; the others work):")
+        print(format_table(["plugin", "distribution", "error"], [list(p.values()) for p in problems]))
+    return 0
+
+
+def cmd_new_cell(args: argparse.Namespace) -> int:
+    from seqframe.tools.scaffold import names_for, new_cell
+
+    target = new_cell(args.name, Path(args.dir))
+    print(f"wrote {target}: the {args.name!r} cell in {target / names_for(args.name)['module']}/__init__.py")
+    print(f"next: pip install -e {target} && seqframe cells {args.name} && pytest {target}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from seqframe.tools.bench import SIZES, run
+
+    sizes = args.sizes.split(",")
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise SystemExit(f"seqframe bench: unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
+    run(
+        sizes,
+        args.families.split(","),
+        args.repeat,
+        args.compile,
+        not args.no_harness,
+        not args.no_startup,
+        Path(args.out) if args.out else None,
+        Path(args.markdown) if args.markdown else None,
+        args.threads,
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from seqframe.tools.report import report
+
+    try:
+        print(report([Path(d) for d in args.dirs], Path(args.out) if args.out else None))
+    except FileNotFoundError as exc:
+        print(f"seqframe report: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from seqframe.runs.export import export, sidecar
+
+    target = export(args.run, args.format, args.out, args.max_len)
+    print(f"wrote {target} (checked against the trained model) and {sidecar(target)} (inputs, outputs)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cells = commands.add_parser("cells", help="list the installed cells and broken plugins")
+    cells.add_argument("pattern", nargs="?", default="*", help="only cells whose name matches (glob, e.g. 'gru*')")
+    cells.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cells.set_defaults(handler=cmd_cells)
+    scaffold = commands.add_parser("new-cell", help="write an installable plugin package with a working cell")
+    scaffold.add_argument("name", help="the cell's name, as users will type it: cell=NAME")
+    scaffold.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
+    scaffold.set_defaults(handler=cmd_new_cell)
+    report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
+    report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
+    report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
+    report.set_defaults(handler=cmd_report)
+    export = commands.add_parser("export", help="write a trained model that runs without seqframe (pt2 or ONNX)")
+    export.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
+    export.add_argument("--format", choices=("pt2", "onnx"), default="pt2", help="pt2: torch.export; onnx: onnxruntime")
+    export.add_argument("--out", help="the file to write (default: RUN/export/model.FORMAT)")
+    export.add_argument("--max-len", type=int, help="the time size of the exported model (default: the data's max_len)")
+    export.set_defaults(handler=cmd_export)
+    bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
+    bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
+    bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")
+    bench.add_argument("--repeat", type=int, default=7, help="timed repetitions per model (interleaved)")
+    bench.add_argument("--compile", action="store_true", help="also time backend=compile (slow to start)")
+    bench.add_argument("--no-harness", action="store_true", help="skip the seqframe-train vs plain loop epoch")
+    bench.add_argument("--no-startup", action="store_true", help="skip the start-up times")
+    bench.add_argument("--no-scans", action="store_true", help="skip minGRU's scans against its step loop")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the targets)")
+    bench.add_argument("--out", help="write bench.json and bench.md into this folder")
+    bench.add_argument("--markdown", help="also write the markdown table to this file (docs/benchmarks.md)")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    from seqframe.errors import SeqframeError
+
+    try:
+        return handler(args)
+    except SeqframeError as exc:
+        print(f"seqframe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

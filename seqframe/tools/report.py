@@ -1,0 +1,198 @@
+"""``seqframe report SWEEP_DIR...``: the runs of sweeps as one comparison table.
+
+It reads only files (each run's summary.json, metrics.csv and
+.hydra/overrides.yaml), so it works on a sweep that is still running or
+partly failed, and it imports neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from seqframe.harness.rundir import CPU, ELAPSED, SUMMARY_FILE, read_summary
+
+Point = Tuple[int, int, float, Optional[float], Optional[float]]  # epoch, step, value, wall s, CPU s
+
+COLUMNS = (
+    "run",
+    "cell",
+    "task",
+    "overrides",
+    "parameters",
+    "gates",
+    "cell_state",
+    "time_per_epoch_s",
+    "steps_to_target",
+    "time_to_target_s",
+    "cpu_to_target_s",
+    "monitor",
+    "best_val",
+    "test",
+    "baseline",
+    "status",
+)
+GROUPED = ("best_val", "test", "time_per_epoch_s", "steps_to_target", "time_to_target_s", "cpu_to_target_s")
+
+
+def find_runs(directories: Iterable[Path]) -> List[Path]:
+    """Every run directory (one holding a summary.json) below the given directories."""
+    runs = set()
+    for directory in directories:
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such directory (give sweep or run directories)")
+        runs.update(p.parent for p in directory.rglob(SUMMARY_FILE))
+    return sorted(runs, key=_natural)
+
+
+def _natural(path: Path) -> tuple:
+    """Sort key that puts job 2 before job 10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
+
+
+def key_overrides(run_dir: Path) -> str:
+    """The run's command-line overrides that tell it apart (Hydra's own settings left out)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return ""
+    lines = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+    return " ".join(line.strip("'\"") for line in lines if not line.lstrip("+~").startswith("hydra"))
+
+
+def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
+    """``(epoch, step, value, wall seconds, CPU seconds)`` of the monitored metric from metrics.csv, in
+    order; the seconds (since fitting started, logged with each validation) are None in older runs."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file() or not monitor:
+        return []
+    curve = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get(monitor) not in (None, ""):
+                wall, cpu = (float(row[c]) if row.get(c) not in (None, "") else None for c in (ELAPSED, CPU))
+                curve.append((int(float(row["epoch"])), int(float(row["step"])), float(row[monitor]), wall, cpu))
+    return curve
+
+
+def _seconds(summary: Dict[str, Any], epoch: int, elapsed: Optional[float]) -> Optional[float]:
+    """Wall seconds at a validation: its logged clock, else the end of its epoch (older runs)."""
+    if elapsed is not None:
+        return elapsed
+    epoch_times = summary.get("epoch_times") or []
+    return sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
+
+
+def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any, Any]:
+    """Steps, wall seconds and CPU seconds until the monitored validation metric first reached the
+    task's target."""
+    target = summary.get("target")
+    if target is None:
+        return None, None, None
+    maximise = summary.get("monitor_mode") == "max"
+    for epoch, step, value, elapsed, cpu in curve:
+        if (value >= target) if maximise else (value <= target):
+            return step, _seconds(summary, epoch, elapsed), cpu
+    return "not reached", None, None
+
+
+def run_row(run_dir: Path) -> Dict[str, Any]:
+    summary = read_summary(run_dir) or {"status": "missing"}
+    monitor = summary.get("monitor") or ""
+    metric = monitor.split("/", 1)[-1]
+    curve = _validation_curve(run_dir, monitor)
+    steps, seconds, cpu_seconds = time_to_target(summary, curve)
+    return {
+        "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed, _ in curve],
+        "run": str(run_dir),
+        "cell": summary.get("cell"),
+        "task": summary.get("data"),
+        "overrides": key_overrides(run_dir),
+        "parameters": summary.get("parameters"),
+        "gates": summary.get("gates"),
+        "cell_state": summary.get("has_cell_state"),
+        "time_per_epoch_s": summary.get("time_per_epoch"),
+        "steps_to_target": steps,
+        "time_to_target_s": seconds,
+        "cpu_to_target_s": cpu_seconds,
+        "monitor": monitor,
+        "best_val": summary.get("best_val"),
+        "test": (summary.get("test") or {}).get(f"test/{metric}"),
+        "baseline": (summary.get("baseline") or {}).get(metric),
+        "status": summary.get("status"),
+    }
+
+
+def _without_seed(overrides: str) -> str:
+    return " ".join(part for part in overrides.split() if not part.startswith("seed="))
+
+
+def group_rows(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Finished runs that differ only in ``seed=``: mean and standard deviation of each number."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "finished":
+            groups.setdefault((row["cell"], row["task"], _without_seed(row["overrides"])), []).append(row)
+    result = []
+    for (cell, task, overrides), members in groups.items():
+        entry: Dict[str, Any] = {"cell": cell, "task": task, "overrides": overrides, "runs": len(members)}
+        for column in GROUPED:
+            values = [m[column] for m in members if isinstance(m[column], (int, float))]
+            if len(values) == len(members) and values:
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[column] = f"{statistics.mean(values):.4g} ± {spread:.2g}"
+            else:
+                reached = f"{len(values)}/{len(members)} runs"
+                unreached = all(m[column] == "not reached" for m in members)
+                entry[column] = "not reached" if unreached else ("-" if not values else reached)
+        result.append(entry)
+    return result
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(directories: Sequence[Path], out: Optional[Path] = None) -> str:
+    """Write report.md and report.csv (into ``out``, default the first directory); returns the markdown."""
+    rows = [run_row(run) for run in find_runs(directories)]
+    shared = set.intersection(*(set(r["overrides"].split()) for r in rows)) if rows else set()
+    for row in rows:  # keep the overrides that tell runs apart
+        row["overrides"] = " ".join(part for part in row["overrides"].split() if part not in shared)
+    groups = group_rows(rows)
+    text = "# seqframe report\n\n" + f"Runs: {len(rows)} from {', '.join(map(str, directories))}\n\n"
+    text += markdown_table(COLUMNS, rows) + "\n"
+    if any(g["runs"] > 1 for g in groups):
+        text += "\n## Over seeds (mean ± standard deviation)\n\n"
+        text += markdown_table(("cell", "task", "overrides", "runs", *GROUPED), groups) + "\n"
+    target = out or directories[0]
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        from seqframe.tools.plots import plot_bars, plot_curves
+    except ImportError:
+        text += "\n(Plots need matplotlib: pip install 'seqframe[report]'.)\n"
+    else:
+        plot_curves(rows, target / "curves.png")
+        plot_bars(rows, target / "bars.png")
+        text += "\n![validation curves](curves.png)\n\n![time per epoch and parameters](bars.png)\n"
+    (target / "report.md").write_text(text)
+    with (target / "report.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plain = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+    (target / "report.json").write_text(json.dumps({"runs": plain, "groups": groups}, indent=2, default=str) + "\n")
+    return text
