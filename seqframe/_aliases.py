@@ -52,7 +52,7 @@ MOVED: Dict[str, str] = {
     "seqframe.submitit_env": "seqframe.harness.submitit_env",
     "seqframe.sweep": "seqframe.harness.sweep",
     "seqframe.tables": "seqframe.tools.tables",
-    "seqframe.train": "seqframe.harness.train",
+    "seqframe.train": "seqframe.harness.app",  # it held both train() and main()
     "seqframe.trained": "seqframe.runs.loading",
 }
 

@@ -9,8 +9,9 @@ from runs import attempt, tiny
 
 from seqframe.errors import SeqframeError
 from seqframe.harness.cell_configs import register_cell_configs
-from seqframe.harness.config_check import ConfigError, ModelConfig, check_config, check_overrides
+from seqframe.harness.config_check import ConfigError, check_config, check_overrides
 from seqframe.harness.model import SequenceModel
+from seqframe.harness.schema import ModelConfig
 from seqframe.harness.train import config_dir
 
 CONF = config_dir()

@@ -23,12 +23,12 @@ import dataclasses
 import difflib
 import inspect
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 from seqframe.core.options import plain_types
 from seqframe.errors import SeqframeError
+from seqframe.harness.schema import TopLevelConfig
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 SCHEDULER_EXTRA_KEYS = ("interval", "monitor", "frequency")  # read by SequenceModel, not the scheduler
@@ -36,41 +36,6 @@ SCHEDULER_EXTRA_KEYS = ("interval", "monitor", "frequency")  # read by SequenceM
 
 class ConfigError(SeqframeError):
     """A config key, type or value that cannot work; raised before training starts."""
-
-
-def bounded(minimum: Optional[float] = None, maximum: Optional[float] = None, choices: Sequence[str] = ()) -> Any:
-    """A schema field with a range or a set of choices (no default: the YAML holds the defaults)."""
-    return field(metadata={"min": minimum, "max": maximum, "choices": tuple(choices)})
-
-
-@dataclass
-class ModelConfig:
-    """``model.*``: the arguments of :class:`seqframe.harness.model.SequenceModel` after ``task`` and ``cell``."""
-
-    hidden_size: int = bounded(minimum=1)
-    num_layers: int = bounded(minimum=1)
-    bidirectional: bool = bounded()
-    dropout: float = bounded(minimum=0.0, maximum=1.0)
-    encoder: str = bounded(choices=("auto", "none", "linear", "embedding"))
-    embed_dim: int = bounded(minimum=1)
-    optimizer: Optional[dict] = bounded()
-    scheduler: Optional[dict] = bounded()
-
-
-@dataclass
-class TopLevelConfig:
-    """The top-level keys of ``conf/config.yaml`` that have a type or range to check."""
-
-    seed: int = bounded(minimum=0)
-    ckpt_path: Optional[str] = bounded()
-    monitor: str = bounded()
-    monitor_mode: str = bounded(choices=("auto", "min", "max"))
-    test: bool = bounded()
-    resume: bool = bounded()
-    on_nonfinite: str = bounded(choices=("stop", "skip"))
-    threads: Optional[int] = bounded(minimum=1)
-    steps_per_execution: int = bounded(minimum=1)
-    model: ModelConfig = bounded()
 
 
 # ---------------------------------------------------------------- messages

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import torch
 
 from seqframe.harness.config_check import ConfigError
+from seqframe.harness.private_api import epoch_batches_done
 
 
 class BatchGroup(list):
@@ -113,10 +114,7 @@ def trainer_overrides(steps_per_execution: int, trainer_cfg: Any) -> Dict[str, A
     return overrides
 
 
-def epoch_finished(trainer: Any) -> bool:
-    """Whether the training epoch's batches are all done (not cut short by ``max_steps``): Lightning's
-    own test for stepping epoch-interval schedulers."""
-    return bool(trainer.fit_loop.epoch_loop._num_ready_batches_reached())
+epoch_finished = epoch_batches_done  # the name the model uses
 
 
 @dataclass

@@ -19,8 +19,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqframe.errors import SeqframeError
-
-ACTIONS = ("stop", "skip")
+from seqframe.harness.schema import NONFINITE_ACTIONS as ACTIONS
 
 
 class NonFiniteError(SeqframeError):

@@ -19,9 +19,10 @@ from seqframe.core.options import RUNNER_KEYS
 from seqframe.core.recurrent import Recurrent
 from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
 from seqframe.harness.execution import ManualScheduler, as_batches, epoch_finished
+from seqframe.harness.private_api import count_logged_steps
 from seqframe.harness.metrics import TaskMetrics
+from seqframe.harness.schema import ENCODERS
 
-ENCODERS = ("auto", "none", "linear", "embedding")
 STAGES = ("train", "val", "test")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 3e-3}
 
@@ -210,7 +211,7 @@ class SequenceModel(pl.LightningModule):
         if epoch_done and self._manual_scheduler is not None:
             self._manual_scheduler.after_last_batch()
         # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
-        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step - 1
+        count_logged_steps(trainer, trainer.global_step - 1)
         if loss is not None:  # Lightning writes step logs only at group ends: the newest loss
             self._log_step_loss(loss)
 

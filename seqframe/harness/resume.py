@@ -31,6 +31,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from seqframe.harness.checkpoints import CheckpointError, load_checkpoint
+from seqframe.harness.private_api import stop_after_this_step
 
 LAST = "last.ckpt"
 
@@ -134,7 +135,7 @@ class ResumeState(pl.Callback):
             return
         # all ranks decide together (the signal reaches them at different moments), save, then all stop
         if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
-            trainer._signal_connector.received_sigterm = True  # so that every rank stops after this step
+            stop_after_this_step(trainer)
             self._save_and_stop(trainer)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
