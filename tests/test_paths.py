@@ -117,6 +117,19 @@ def test_dropout_between_layers_only_in_training():
     assert not torch.allclose(a, layer(x)[0])
 
 
+def test_dropout_is_not_applied_after_the_last_layer():
+    """Dropout acts between layers only (as torch.nn.LSTM's): one layer has none, and the top
+    layer's outputs are never zeroed or rescaled (a dropped output would be exactly 0)."""
+    x = torch.randn(4, 6, 8)
+    one = Recurrent("rnn", 8, 16, num_layers=1, dropout=0.5).train()
+    torch.testing.assert_close(one(x)[0], one.eval()(x)[0], rtol=0, atol=0)
+    two = Recurrent("lstm", 8, 16, num_layers=2, dropout=0.5).train()
+    torch.manual_seed(0)
+    out, (h, _) = two(x)
+    assert not (out == 0).any()
+    torch.testing.assert_close(out[:, -1], h[-1], rtol=0, atol=0)  # the top layer's state is its output
+
+
 @pytest.mark.parametrize(
     "kwargs,call,match",
     [
