@@ -34,7 +34,7 @@ MOVED: Dict[str, str] = {
     "seqframe.evaluate": "seqframe.runs.evaluate",
     "seqframe.execution": "seqframe.harness.execution",
     "seqframe.export": "seqframe.runs.export",
-    "seqframe.extras": "seqframe.harness.extras",
+    "seqframe.extras": "seqframe.harness.optional_dependencies",
     "seqframe.guards": "seqframe.harness.guards",
     "seqframe.layers": "seqframe.core.recurrent",
     "seqframe.metrics": "seqframe.harness.metrics",

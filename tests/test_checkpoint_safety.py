@@ -7,7 +7,7 @@ import torch
 from runs import attempt, tiny
 
 from seqframe.harness.checkpoints import CheckpointError, load_checkpoint
-from seqframe.harness.resume import find_checkpoint
+from seqframe.harness.resume_checkpoint import find_checkpoint
 
 
 class Payload:
@@ -70,7 +70,7 @@ def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content):
 
 def test_resuming_another_task_or_cell_is_refused_but_backend_and_optimizer_may_change(tmp_path):
     """Weights of the same sizes would load silently and train on the wrong problem; say so instead."""
-    from seqframe.harness.resume import check_same_model
+    from seqframe.harness.resume_checkpoint import check_same_model
 
     here = {"task": {"task": "regress", "input_size": 2}, "cell": {"name": "gru", "backend": "auto"},
             "hidden_size": 64, "optimizer": {"lr": 0.003}}

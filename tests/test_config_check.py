@@ -2,14 +2,16 @@
 
 import inspect
 from dataclasses import fields
+from typing import Optional, Union
 
 import pytest
 from hydra import compose, initialize_config_dir
 from runs import attempt, tiny
 
+from seqframe.core.options import type_mismatch
 from seqframe.errors import SeqframeError
 from seqframe.harness.cell_configs import register_cell_configs
-from seqframe.harness.config_check import ConfigError, check_config, check_overrides
+from seqframe.harness.config_check import ConfigError, check_command_line, check_config
 from seqframe.harness.model import SequenceModel
 from seqframe.harness.schema import ModelConfig
 from seqframe.harness.train import config_dir
@@ -96,7 +98,7 @@ def test_the_default_config_and_every_data_and_hardware_choice_pass():
         ["logger=many"],
         ["callbacks=early_stopping"],
         ["experiment=seed_keras"],
-        ["+trainer.max_steps=5", "trainer.detect_anomaly=true"],
+        ["trainer.max_steps=5", "trainer.detect_anomaly=true"],
         ["model.scheduler={_target_:torch.optim.lr_scheduler.StepLR,step_size:2,interval:epoch}"],
     ):
         cfg = composed(choice)
@@ -108,26 +110,34 @@ def test_model_schema_matches_the_model_constructor():
     """The one hand-written schema cannot drift from what SequenceModel takes."""
     taken = list(inspect.signature(SequenceModel.__init__).parameters)[3:]  # after self, task, cell
     taken.remove("data_state")  # filled in from the data module by train(), not a config key
+    taken.remove("metrics")  # False only for inference (predict, export), not a config key
     assert [f.name for f in fields(ModelConfig)] == taken
 
 
 # Command-line overrides Hydra itself would refuse (the key is not in the composed config)
 BAD_OVERRIDES = [
     (["trainer.max_epoch=3"], ["trainer.max_epoch is not a setting of trainer", "did you mean max_epochs?"]),
-    (["trainer.max_steps=3"], ["trainer.max_steps is valid but not in the config files", "+trainer.max_steps"]),
+    (["trainer.min_epochs=3"], ["trainer.min_epochs is valid but not in the config files", "+trainer.min_epochs"]),
     (["data.seq_lenn=3"], ["data.seq_lenn", "did you mean seq_len?"]),
     (["model.hidden=3"], ["model.hidden", "hidden_size"]),
     (["-m", "cell=rnn,gru", "model.dropot=0.1,0.2"], ["model.dropot", "did you mean dropout?"]),
     (["cell=nosuchcell"], ["nosuchcell", "gru", "lstm"]),
     (["data=nosuchdata"], ["nosuchdata", "adding", "copy"]),
+    (["data=copi"], ["data=copi is not a choice of data; did you mean copy? Choices: adding, copy"]),
+    (["cell.hidden_size=8"], ["cell.hidden_size is not an option of cell 'gru'", "model.hidden_size=8"]),
+    (["-m", "cell=rnn,lstm", "cell.nonlinearity=relu"], ["cell 'lstm' has no option 'nonlinearity'"]),
+    (["cell=layernorm_lstm", "cell.eps=abc"], ["cell 'layernorm_lstm': option eps='abc' must be float"]),
+    (["cell.backend=fast"], ["cell.backend='fast' is not valid; choose one of auto, loop, compile"]),
+    (["+cell.foo=1"], ["cell 'gru' has no option 'foo'", "reset_after=False", "backend='auto'"]),
+    (["model.hidden_size=x=("], ["model.hidden_size=x=(", "override_grammar"]),
 ]
 
 
 @pytest.mark.parametrize("arguments,fragments", BAD_OVERRIDES, ids=[" ".join(a) for a, _ in BAD_OVERRIDES])
 def test_bad_command_line_override_is_refused_before_hydra(arguments, fragments):
     register_cell_configs(CONF)
-    with pytest.raises(ConfigError) as caught:
-        check_overrides(arguments, CONF)
+    with pytest.raises(SeqframeError) as caught:
+        check_command_line(arguments, CONF)
     message = str(caught.value)
     assert "\n" not in message
     for fragment in fragments:
@@ -136,13 +146,40 @@ def test_bad_command_line_override_is_refused_before_hydra(arguments, fragments)
 
 def test_good_overrides_pass_including_sweeps():
     register_cell_configs(CONF)
-    check_overrides(["-m", "cell=rnn,gru", "model.hidden_size=8,16", "+trainer.max_steps=2", "hydra.run.dir=x"], CONF)
+    argv = ["-m", "cell=rnn,gru", "model.hidden_size=8,16", "+trainer.max_steps=2", "hydra.run.dir=x"]
+    check_command_line(argv, CONF)
+
+
+def test_a_sweep_leaves_its_values_to_its_jobs():
+    """A bad value in a sweep fails its own job (recorded in the sweep), not the whole command."""
+    register_cell_configs(CONF)
+    check_command_line(["-m", "model.hidden_size=-1,8"], CONF)
+    with pytest.raises(ConfigError, match="model.hidden_size=-1 is out of range"):
+        check_command_line(["model.hidden_size=-1"], CONF)
+
+
+@pytest.mark.parametrize(
+    "value,hint,problem",
+    [
+        (1, float, None),
+        (1.5, int, "x=1.5 must be int"),
+        (True, int, "x=True must be int"),
+        (True, bool, None),
+        (1, bool, "x=1 must be bool"),
+        (None, Optional[int], None),
+        (None, int, "x must be set (got null)"),
+        ("a", Optional[Union[int, float]], "x='a' must be float or null"),
+        ([1], list, None),  # not a plain type: left to the constructor
+    ],
+)
+def test_one_value_type_rule(value, hint, problem):
+    assert type_mismatch("x", value, hint) == problem
 
 
 def test_command_line_refuses_before_training(tmp_path):
-    """One real process: a bad value exits 2 with the message, and no checkpoint is ever written."""
-    result = attempt([*tiny(), "model.dropout=1.5", "hydra.run.dir=run"], tmp_path)
+    """One real process: a bad value exits 2 with the message, and leaves nothing behind: no run dir."""
+    result = attempt([*tiny(), "model.dropout=1.5"], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "seqframe-train: error: model.dropout=1.5 is out of range: it must be between 0.0 and 1.0" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("metrics.csv"))
+    assert list(tmp_path.iterdir()) == [], "a refused config must leave no outputs/ run dir"

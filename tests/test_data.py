@@ -89,3 +89,14 @@ def test_text_too_short_for_seq_len(tmp_path):
     corpus.write_text("hello world")
     with pytest.raises(ValueError, match="smaller seq_len"):
         TextDataModule(path=str(corpus), seq_len=50)
+
+
+def test_generated_data_declares_no_state_and_refuses_new_files_clearly():
+    """The data-module contract evaluate/predict/export rely on: ``data_state`` and ``read_new``
+    exist on every TaskDataModule; generated data has no state and says what reads files."""
+    from seqframe.errors import SeqframeError
+
+    module = AddingDataModule(seq_len=5, train_size=4, val_size=2, test_size=2)
+    assert module.data_state is None
+    with pytest.raises(SeqframeError, match=r"new.csv: reading new files needs file data \(data=csv, numpy or text\)"):
+        module.read_new("new.csv", with_targets=True)

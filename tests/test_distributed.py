@@ -146,7 +146,7 @@ def test_slurm_hardware_composes_the_launcher_from_the_trainer_settings():
 
 def test_slurm_hardware_without_the_launcher_plugin_says_how_to_install_it(monkeypatch):
     from seqframe.errors import SeqframeError
-    from seqframe.harness import extras
+    from seqframe.harness import optional_dependencies as extras
 
     extras.check_extras(["hardware=slurm_local"])  # installed by scripts/setup.sh
     monkeypatch.setattr(extras, "_installed", lambda module: False)
@@ -203,7 +203,7 @@ def test_ddp_cpu_with_a_global_batch_syncs_metrics_over_unequal_shards_and_repor
     assert s["status"] == "finished" and s["world_size"] == 2 and s["hardware"] == "ddp_cpu"
     assert s["batch_size"] == {"per_process": 8, "global": 16} and s["steps"] == 128 // 16
     # rank 1's stdout is the same pipe: the config and the final report come from rank 0 only
-    assert result.stdout.count("hidden_size:") == 1 and result.stdout.count("seqframe: outputs in") == 1
+    assert result.stdout.count("hidden_size=") == 1 and result.stdout.count("seqframe: outputs in") == 1
     # 65 test sequences on 2 ranks: shards of 33 and 32; the synced metric is the MSE over all 65, once each
     exact, padded = _test_mse_of_checkpoint(s["best_checkpoint"], {**sizes, "seed": 0})
     assert abs(s["test"]["test/mse"] - exact) < 1e-5 * max(1.0, exact)
@@ -224,8 +224,8 @@ def test_submitit_local_sweep_runs_each_job_as_two_task_ranks(tmp_path):
     for job in jobs:  # each job ran two tasks; only task 0 printed the config and the report
         outputs = {p.name.split("_")[1]: p.read_text() for p in job.glob("*_log.out")}
         assert sorted(outputs) == ["0", "1"]
-        assert outputs["0"].count("seqframe: outputs in") == 1 and "hidden_size:" in outputs["0"]
-        assert "seqframe: outputs in" not in outputs["1"] and "hidden_size:" not in outputs["1"]
+        assert outputs["0"].count("seqframe: outputs in") == 1 and "hidden_size=" in outputs["0"]
+        assert "seqframe: outputs in" not in outputs["1"] and "hidden_size=" not in outputs["1"]
 
 
 def test_torchrun_standalone_multirun_runs_every_job_on_both_ranks(tmp_path):

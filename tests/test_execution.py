@@ -2,9 +2,11 @@
 stop at max_steps exactly, and settings that cannot keep their meaning are refused."""
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from runs import attempt, run, summary
+from test_private_api import BATCHES, Tiny, fit
 from test_resume import (
     RUN,
     assert_same_final_state,
@@ -17,7 +19,7 @@ from test_resume import (
 
 from seqframe.harness.checkpoints import load_checkpoint
 from seqframe.harness.config_check import ConfigError
-from seqframe.harness.execution import BatchGroup, GroupedLoader, as_batches, trainer_overrides
+from seqframe.harness.execution import BatchGroup, GroupedLoader, as_batches, epoch_done, trainer_overrides
 
 K = 5  # does not divide the 32 steps of an epoch: the last group of each epoch holds 2 batches
 
@@ -142,3 +144,35 @@ def test_val_check_interval_in_batches_keeps_its_meaning(tmp_path):
     val_steps = [row["step"] for row in epoch_rows(tmp_path / "grouped") if row.get("val/loss")]
     assert val_steps == ["15", "31"]
     assert epoch_rows(tmp_path / "grouped") == epoch_rows(tmp_path / "one")
+
+
+class Rows(torch.utils.data.IterableDataset):
+    """``BATCHES`` rows and no length: only Lightning's ``is_last_batch`` knows where the epoch ends."""
+
+    def __iter__(self):
+        return iter(torch.randn(BATCHES, 2))
+
+
+def test_epoch_done_only_after_the_epochs_last_batch():
+    """Where epoch-interval schedulers step: the last batch Lightning runs in the epoch (counting
+    ``limit_train_batches``, or the end of a loader without length), not when ``max_steps`` cut it."""
+    seen = []
+
+    def record(module, batch_idx):
+        seen.append(epoch_done(module.trainer))
+
+    fit(Tiny(record), limit_train_batches=4)
+    assert seen == [False, False, False, True]
+    seen.clear()
+    fit(Tiny(record), data=torch.utils.data.DataLoader(Rows(), batch_size=1))
+    assert seen == [False] * (BATCHES - 1) + [True]
+
+    at_epoch_end = []
+
+    class AtEpochEnd(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            at_epoch_end.append(epoch_done(trainer))
+
+    fit(Tiny(), callbacks=[AtEpochEnd()], max_steps=2)
+    fit(Tiny(), callbacks=[AtEpochEnd()])
+    assert at_epoch_end == [False, True]

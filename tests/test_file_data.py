@@ -9,7 +9,7 @@ import torch
 from seqframe.data import CsvDataModule, NumpyDataModule
 from seqframe.data.files import IGNORE_INDEX, DataFileError, pad_batch
 from seqframe.data.text import tokenize
-from seqframe.harness.model import IGNORE_INDEX as MODEL_IGNORE_INDEX
+from seqframe.harness.model import SequenceModel
 
 
 def write_csv(path, header, rows):
@@ -186,7 +186,24 @@ def test_padding_beyond_lengths_is_never_read_and_batches_pad_per_batch(tmp_path
         assert torch.all(row[n:] == 0)
     assert len(pad_batch([dataset[0], dataset[0]])) == 2  # equal lengths: no lengths needed
     per_step = pad_batch([(torch.ones(3, 1), torch.tensor([1, 2, 3]), 3), (torch.ones(1, 1), torch.tensor([4]), 1)])
-    assert per_step[1].tolist() == [[1, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]] and IGNORE_INDEX == MODEL_IGNORE_INDEX
+    assert per_step[1].tolist() == [[1, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_the_model_loss_leaves_padded_per_step_targets_out():
+    """A padded batch from pad_batch gives the loss of its sequences run unpadded, one by one
+    (weighted by their steps): padded steps add nothing, whatever the padding holds."""
+    torch.manual_seed(0)
+    spec = {"task": "per_step", "num_outputs": 5, "monitor": "val/loss", "mode": "min", "input_size": 2}
+    model = SequenceModel(task=spec, cell={"name": "gru"}, hidden_size=8).eval()
+    items = [(torch.randn(n, 2), torch.randint(0, 5, (n,)), n) for n in (4, 1, 3)]
+    with torch.no_grad():
+        alone = [model.batch_loss(pad_batch([item]), "val") for item in items]
+        expected = sum(loss * n for loss, (_, _, n) in zip(alone, items)) / 8
+        x, y, lengths = pad_batch(items)
+        assert (y == IGNORE_INDEX).sum() == 4
+        assert torch.allclose(model.batch_loss((x, y, lengths), "val"), expected, atol=1e-6)
+        y_filled = y.masked_fill(y == IGNORE_INDEX, 0)  # padding that holds real classes: still left out
+        assert torch.allclose(model.batch_loss((x, y_filled, lengths), "val"), expected, atol=1e-6)
 
 
 def test_normalisation_comes_from_the_training_split_only(tmp_path):

@@ -124,6 +124,31 @@ def test_unknown_option_lists_valid_options(fresh_registry):
         seqframe.create_cell("lstm", 8, 16, forgetbias=2.0)
 
 
+def test_a_stack_checks_its_cell_options_once_at_lookup(fresh_registry, monkeypatch):
+    """Three layers in two directions are six cells, and one check of their options."""
+    from seqframe.core import options, registry
+
+    checked = []
+    check = options.check_options
+    monkeypatch.setattr(registry, "check_options", lambda cls, opts: checked.append(cls.name) or check(cls, opts))
+    rnn = seqframe.Recurrent("lstm", 4, 8, num_layers=3, bidirectional=True, cell_options={"forget_bias": 0.5})
+    assert len(rnn.cells) == 6 and checked == ["lstm"]
+    assert all(float(c.bias.detach()[8:16].mean()) == pytest.approx(0.5) for c in rnn.cells)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "class"])
+def test_a_bad_option_is_refused_before_any_cell_is_built(fresh_registry, monkeypatch, cell):
+    cls = seqframe.get_cell("lstm")
+    built = []
+    monkeypatch.setattr(cls, "reset_parameters", lambda self: built.append(self), raising=False)
+    with pytest.raises(CellOptionError) as error:
+        seqframe.Recurrent(cls if cell == "class" else cell, 4, 8, num_layers=2, cell_options={"forget_bias": "x"})
+    assert str(error.value) == "cell 'lstm': option forget_bias='x' must be float (default: 1.0)"
+    with pytest.raises(CellOptionError, match="no option 'forgetbias'"):
+        seqframe.Recurrent(cell if cell == "lstm" else cls, 4, 8, num_layers=2, cell_options={"forgetbias": 1.0})
+    assert built == []
+
+
 def test_block_list_skips_import(site, monkeypatch):
     make_distribution(
         site, "sf-test-blocked", "0.1", {"sf_blocked": "sf_test_blocked"}, {"sf_test_blocked": good_cell("blocked")}

@@ -154,7 +154,7 @@ def test_seed_and_deterministic_give_identical_metrics_run_to_run(tmp_path):
 def test_ckpt_path_forms(tmp_path, what):
     """``last`` without a checkpoint starts fresh; a directory without one is refused."""
     from seqframe.harness.checkpoints import CheckpointError
-    from seqframe.harness.resume import find_checkpoint
+    from seqframe.harness.resume_checkpoint import find_checkpoint
 
     if what == "missing":
         assert find_checkpoint("last", tmp_path) is None

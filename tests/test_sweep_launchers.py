@@ -14,7 +14,7 @@ from runs import BIN, run, summary, tiny
 
 from hydra_plugins.seqframe_optuna_sweeper.optuna_sweeper import OptunaSweeper, distribution
 from seqframe.errors import SeqframeError
-from seqframe.harness import extras
+from seqframe.harness import optional_dependencies as extras
 
 TRAIN = str(BIN / "seqframe-train")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Iterable, Mapping, Optional, Type
 
 from seqframe.core.cell import Cell
 from seqframe.errors import CellOptionError
@@ -38,7 +38,7 @@ def option_types(cls: Type[Cell]) -> Dict[str, Any]:
 
 
 def plain_types(hint: Any) -> Optional[tuple]:
-    """The Python types a plain (or Optional plain) hint accepts, else None (not checked)."""
+    """The Python types a plain (or Optional plain) hint accepts, else None: what a Hydra schema can type."""
     if hint in PLAIN_TYPES:
         return (int, float) if hint is float else (hint,)
     args = typing.get_args(hint)
@@ -48,29 +48,58 @@ def plain_types(hint: Any) -> Optional[tuple]:
     return None
 
 
-def describe_options(cls: Type[Cell], extra: Optional[Dict[str, Any]] = None) -> str:
+def accepted_types(hint: Any) -> Optional[tuple]:
+    """The plain types a hint accepts (``Optional[Union[int, float]]`` too), else None: not checked."""
+    direct = plain_types(hint)
+    if direct is not None or typing.get_origin(hint) is not typing.Union:
+        return direct
+    parts = [(type(None),) if arg is type(None) else accepted_types(arg) for arg in typing.get_args(hint)]
+    return tuple(t for part in parts for t in part) if all(parts) else None
+
+
+def type_mismatch(label: str, value: Any, hint: Any) -> Optional[str]:
+    """``label='abc' must be int or null`` when ``value`` does not fit ``hint``, else None.
+
+    The one value-type rule of seqframe, for cell options and config keys alike: a float
+    takes an int, nothing but bool takes a bool, and a hint that is not plain is left to
+    the constructor (None).
+    """
+    accepted = accepted_types(hint)
+    if accepted is None or (value is None and type(None) in accepted):
+        return None
+    if value is None:
+        return f"{label} must be set (got null)"
+    if isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted):
+        return None
+    shown = [t for t in dict.fromkeys(accepted) if not (t is int and float in accepted) and t is not type(None)]
+    expected = " or ".join(t.__name__ for t in shown) + (" or null" if type(None) in accepted else "")
+    return f"{label}={value!r} must be {expected}"
+
+
+def describe_options(cls: Type[Cell], extra: Optional[Mapping[str, Any]] = None) -> str:
     """``forget_bias=1.0, init='keras'``: the options with their defaults (plus ``extra``), for messages."""
     defaults = {k: p.default for k, p in cell_options(cls).items()} | dict(extra or {})
-    return ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "(none)"
+    shown = [k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in defaults.items()]
+    return ", ".join(shown) or "(none)"
 
 
-def check_options(cls: Type[Cell], options: Dict[str, Any]) -> None:
-    """Refuse unknown options (listing the valid ones) and values of the wrong type."""
-    valid = cell_options(cls)
-    unknown = sorted(set(options) - set(valid))
+def check_option_names(cls: Type[Cell], names: Iterable[str], extra: Optional[Mapping[str, Any]] = None) -> None:
+    """Refuse options the constructor does not take, listing the valid ones (and ``extra``:
+    keys the caller takes besides them, such as a config's ``backend``, with their defaults)."""
+    unknown = sorted(set(names) - set(cell_options(cls)) - set(extra or {}))
     if unknown and not takes_any_option(cls):
         raise CellOptionError(
-            f"cell {cls.name!r} has no option {', '.join(map(repr, unknown))}; its options are: {describe_options(cls)}"
+            f"cell {cls.name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {describe_options(cls, extra)}"
         )
+
+
+def check_options(cls: Type[Cell], options: Mapping[str, Any], extra: Optional[Mapping[str, Any]] = None) -> None:
+    """Refuse unknown options and values of the wrong type, before any cell is built."""
+    check_option_names(cls, options, extra)
+    defaults = cell_options(cls)
     for key, hint in option_types(cls).items():
-        accepted = plain_types(hint)
-        if key not in options or accepted is None:
-            continue
-        value = options[key]
-        if isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted):
-            continue
-        shown = [t for t in accepted if not (t is int and float in accepted)]  # a float option takes ints too
-        expected = " or ".join("None" if t is type(None) else t.__name__ for t in shown)
-        raise CellOptionError(
-            f"cell {cls.name!r}: option {key}={value!r} must be {expected} (default: {valid[key].default!r})"
-        )
+        problem = type_mismatch(f"cell {cls.name!r}: option {key}", options[key], hint) if key in options else None
+        if problem:
+            default = defaults[key].default
+            raise CellOptionError(problem + ("" if default is inspect.Parameter.empty else f" (default: {default!r})"))

@@ -22,6 +22,7 @@ which path runs, and it is logged when the layer is built.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from typing import Callable, List, Optional, Tuple, Union
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from seqframe.core.cell import Cell, State
+from seqframe.core.options import check_options
 from seqframe.core.state import stack_states, unstack_state
 from seqframe.kernels import run_steps, step_mask
 
@@ -40,11 +42,14 @@ BACKENDS = ("auto", "loop", "compile")
 
 
 def _cell_factory(cell: Union[str, CellFactory], options: dict) -> CellFactory:
+    """The cell looked up and its options checked once; the layers and directions are then built unchecked."""
     if isinstance(cell, str):
-        from seqframe.core.registry import create_cell
+        from seqframe.core.registry import cell_builder
 
-        return lambda input_size, hidden_size: create_cell(cell, input_size, hidden_size, **options)
-    return lambda input_size, hidden_size: cell(input_size, hidden_size, **options)
+        return cell_builder(cell, options)
+    if inspect.isclass(cell) and issubclass(cell, Cell):
+        check_options(cell, options)
+    return functools.partial(cell, **options)
 
 
 def reverse_within_lengths(x: Tensor, index: Optional[Tensor]) -> Tensor:

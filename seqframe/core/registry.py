@@ -16,12 +16,13 @@ Environment variables (read when the registry is first loaded):
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type
 
 import pluggy
 
@@ -266,8 +267,15 @@ def get_cell(name: str) -> Type[Cell]:
     return registry().get(name).cls
 
 
-def create_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
-    """Build the cell called ``name``; unknown options and wrong types are refused with a clear message."""
+def cell_builder(name: str, options: Mapping[str, Any]) -> Callable[[int, int], Cell]:
+    """Look up the cell called ``name`` and check ``options`` once: the builder it returns makes
+    any number of cells, ``builder(input_size, hidden_size)`` (a stack's layers and directions),
+    without checking again."""
     cls = get_cell(name)
     check_options(cls, options)
-    return cls(input_size, hidden_size, **options)
+    return functools.partial(cls, **options)
+
+
+def create_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> Cell:
+    """Build the cell called ``name``; unknown options and wrong types are refused with a clear message."""
+    return cell_builder(name, options)(input_size, hidden_size)

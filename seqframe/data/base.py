@@ -8,13 +8,15 @@ and describe them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytorch_lightning as pl
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from seqframe.data.loading import resumable_loader
+from seqframe.errors import SeqframeError
 
 TASKS = ("classify", "regress", "per_step", "per_step_regress")
 REGRESSION_TASKS = ("regress", "per_step_regress")  # real-valued targets: MSE
@@ -100,6 +102,21 @@ class TaskDataModule(pl.LightningDataModule):
 
     def build(self, split: str) -> Dataset:
         raise NotImplementedError
+
+    @property
+    def data_state(self) -> Optional[Dict[str, Any]]:
+        """What this module fitted on the training split (normalisation, classes, vocabulary) as plain
+        values: saved with the model, so that evaluation, prediction and export read new data the same
+        way. None when nothing is fitted (generated tasks)."""
+        return None
+
+    def read_new(self, path: str | Path, with_targets: bool) -> Tuple[Any, Dataset]:
+        """A new file read with :attr:`data_state` (``seqframe eval --file``, ``seqframe predict``):
+        ``(the sequences with their ids, a Dataset)``. Only file data reads new files."""
+        raise SeqframeError(
+            f"{path}: reading new files needs file data (data=csv, numpy or text); "
+            f"this run used {type(self).__name__}, which generates its data"
+        )
 
     def split_seed(self, split: str) -> int:
         """A distinct, reproducible seed per split."""

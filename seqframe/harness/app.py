@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from seqframe.harness.rundir import SUMMARY_FILE, read_summary
-from seqframe.harness.train import config_dir, group_choice, train, write_summary
+from seqframe.harness.console import print_config
+from seqframe.harness.rundir import RunDir, RunSummary
+from seqframe.harness.train import config_dir, group_choice, train
 
 
 def _report(summary: Dict[str, Any]) -> None:
@@ -52,42 +53,42 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
     sweep_plugins = [hydra_config[group].get("_target_", "") for group in ("sweeper", "launcher")]
-    previous = read_summary(Path(cfg.paths.output_dir)) if cfg.get("resume") else None
-    if previous is not None and previous.get("status") == "finished":
+    run_dir = RunDir(Path(cfg.paths.output_dir))
+    previous = run_dir.read_summary() if cfg.get("resume") else None
+    if previous is not None and previous.status == "finished":
         print(f"seqframe: {cfg.paths.output_dir} already finished (resume=true): skipped")
-        return previous.get("best_val")
+        return previous.best_val
     if is_rank_zero():
-        print(OmegaConf.to_yaml(cfg))
+        print_config(cfg)
     try:
         check_launch(cfg.trainer, multirun, sweep_plugins=sweep_plugins)
         summary = train(cfg)
     except Exception as exc:
         cause = _user_error(exc)
         if multirun:  # recorded in the job's summary.json; the sweep goes on (SweepReport sums up)
-            output_dir = Path(cfg.paths.output_dir)
-            if read_summary(output_dir) is None:  # refused before training started
-                write_summary(
-                    output_dir,
-                    {
-                        "status": "failed",
-                        "cell": cfg.cell.get("name"),
-                        "data": group_choice("data", ""),
-                        "error": f"{type(exc).__name__}: {exc}",
-                    },
+            if run_dir.read_summary() is None:  # refused before training started
+                run_dir.write_summary(
+                    RunSummary(
+                        status="failed",
+                        cell=cfg.cell.get("name"),
+                        data=group_choice("data", ""),
+                        output_dir=str(run_dir.root),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
                 )
             print(f"\nseqframe-train: job failed: {cause or exc!r}", file=sys.stderr)
             return None
         if cause is None:
             raise
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
-        if (Path(cfg.paths.output_dir) / SUMMARY_FILE).exists():  # not when refused before training
-            print(f"(the traceback is in {Path(cfg.paths.output_dir) / SUMMARY_FILE})", file=sys.stderr)
+        if run_dir.summary_file.exists():  # not when refused before training
+            print(f"(the traceback is in {run_dir.summary_file})", file=sys.stderr)
         sys.exit(2)
     if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
         if is_rank_zero():
             print(f"\nseqframe: {summary['error']}")
         sys.exit(0)
-    if is_rank_zero() and summary.get("output_dir") and Path(summary["output_dir"], SUMMARY_FILE).exists():
+    if is_rank_zero() and summary.get("output_dir") and RunDir(summary["output_dir"]).summary_file.exists():
         _report(summary)
     return summary.get("best_val")
 
@@ -95,25 +96,24 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
 def main() -> None:
     """Console script ``seqframe-train``: Hydra composes the config from ``conf/`` and the command line.
 
-    Before Hydra runs, every installed cell is registered as a ``cell=`` choice
-    and ``cell.<option>=`` overrides are checked against the chosen cell.
+    Before Hydra runs, every installed cell is registered as a ``cell=`` choice and the
+    command line is checked (parsed and composed once; a single run's whole config), so
+    that a refused config exits 2 with one line and leaves no run directory behind.
     """
     import hydra
 
     from seqframe.errors import SeqframeError
-    from seqframe.harness.cell_configs import check_cell_overrides, register_cell_configs
-    from seqframe.harness.config_check import check_overrides
+    from seqframe.harness.cell_configs import register_cell_configs
+    from seqframe.harness.config_check import check_command_line
     from seqframe.harness.distributed import check_run_dir_is_pinned
-    from seqframe.harness.extras import check_extras, expose_checkout_hydra_plugins
+    from seqframe.harness.optional_dependencies import expose_checkout_hydra_plugins
 
     conf = config_dir()
     try:
         check_run_dir_is_pinned(sys.argv[1:])
-        check_extras(sys.argv[1:])
         expose_checkout_hydra_plugins()
         register_cell_configs(conf)
-        check_cell_overrides(sys.argv[1:], conf)
-        check_overrides(sys.argv[1:], conf)
+        sys.argv[1:] = check_command_line(sys.argv[1:], conf)
     except SeqframeError as exc:
         print(f"seqframe-train: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -3,26 +3,38 @@
 A cell's options are its constructor's keyword arguments; this module turns
 them into a typed structured config (a dataclass) that Hydra's ConfigStore
 serves under group ``cell`` — unless ``conf/cell/<name>.yaml`` exists, which
-then wins (the built-ins have commented YAML files). It also checks
-``cell.<option>=...`` overrides before Hydra composes, so a misspelled option
-is refused with the list of valid ones.
+then wins (the built-ins have commented YAML files). :func:`check_cell_config`
+is the cell part of the config check, for the command line and the composed
+config alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import MISSING, field, make_dataclass
 from pathlib import Path
-from typing import Any, Iterable, List, Sequence, Type
+from typing import Any, List, Mapping, Type
 
 from seqframe.core.cell import Cell
-from seqframe.core.options import RUNNER_KEYS, cell_options, describe_options, option_types, plain_types
+from seqframe.core.options import (
+    cell_options,
+    check_option_names,
+    check_options,
+    option_types,
+    plain_types,
+)
 from seqframe.core.registry import get_cell, list_cells
 from seqframe.errors import CellOptionError
+from seqframe.harness.schema import ModelConfig
+
+RUNNER_DEFAULTS = {"backend": "auto"}  # the config's keys besides the options (and name), listed with them
+MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}  # set under model for every layer, not under cell
 
 
 def cell_schema(cls: Type[Cell]) -> type:
     """A dataclass with ``name``, ``backend`` and one typed field per option (its default)."""
-    fields: List[tuple] = [("name", str, field(default=cls.name)), ("backend", str, field(default="auto"))]
+    fields: List[tuple] = [("name", str, field(default=cls.name))]
+    fields += [(key, str, field(default=default)) for key, default in RUNNER_DEFAULTS.items()]
     hints = option_types(cls)
     for key, parameter in cell_options(cls).items():
         hint = hints[key] if plain_types(hints[key]) else Any
@@ -49,37 +61,22 @@ def register_cell_configs(config_dir: Path) -> List[str]:
     return registered
 
 
-def _cells_chosen(overrides: Sequence[Any], config_dir: Path) -> List[str]:
-    """Cell names an override list selects (``cell=a,b``, ``cell.name=x``), else the composed default."""
-    chosen: List[str] = []
-    for override in overrides:
-        if override.key_or_group in ("cell", "cell.name"):
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-            chosen = [str(v) for v in values]
-    if chosen:
-        return chosen
-    from hydra import compose, initialize_config_dir
-
-    groups = [o.input_line for o in overrides if o.key_or_group == "experiment" and not o.is_sweep_override()]
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        return [str(compose("config", overrides=groups).cell.name)]
+def _misplaced(name: str, key: str, value: Any) -> CellOptionError:
+    if key == "input_size":
+        where = "the input size comes from the data (model.encoder and model.embed_dim shape it)"
+    else:
+        where = f"it is a model setting, the same for every layer: model.{key}={value}"
+    return CellOptionError(f"cell.{key} is not an option of cell {name!r}: {where}")
 
 
-def check_cell_overrides(arguments: Iterable[str], config_dir: Path) -> None:
-    """Refuse ``cell.<option>=`` overrides that the chosen cell(s) do not take, before Hydra runs."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    lines = [a for a in arguments if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    overrides = OverridesParser.create().parse_overrides(lines)
-    keys = {o.key_or_group.split(".", 1)[1] for o in overrides if o.key_or_group.startswith("cell.")}
-    keys -= set(RUNNER_KEYS)
-    if not keys:
-        return
-    for name in _cells_chosen(overrides, config_dir):
-        cls = get_cell(name)
-        unknown = sorted(keys - set(cell_options(cls)))
-        if unknown:
-            raise CellOptionError(
-                f"cell {name!r} has no option {', '.join(map(repr, unknown))}; "
-                f"its options are: {describe_options(cls, extra={'backend': 'auto'})}"
-            )
+def check_cell_config(name: str, options: Mapping[str, Any], values: bool = True) -> None:
+    """The cell part of a config: the cell's name (an unknown one gets "did you mean"), sizes and
+    other model settings given under ``cell``, then the options (names and, with ``values``, types)."""
+    cls = get_cell(name)
+    for key, value in options.items():
+        if key not in cell_options(cls) and (key in MODEL_KEYS or key == "input_size"):
+            raise _misplaced(name, key, value)
+    if values:
+        check_options(cls, options, extra=RUNNER_DEFAULTS)
+    else:
+        check_option_names(cls, options, extra=RUNNER_DEFAULTS)

@@ -7,14 +7,16 @@ Where the valid keys come from, so that nobody keeps a list by hand:
   arguments of the class it instantiates (through ``**kwargs`` to the base
   classes), with their type hints;
 * ``cell``: the cell's constructor, as everywhere else (:mod:`seqframe.core.options`);
-* ``model`` and the top level: the dataclasses :class:`ModelConfig` and
-  :class:`TopLevelConfig` below — the one place for their types and ranges.
-  A top-level key in ``conf/config.yaml`` or a config group (a folder of
-  ``conf/``) is valid even without a field here; a field adds its checks.
+* ``model`` and the top level: the dataclasses of :mod:`seqframe.harness.schema`,
+  the one place for their types, ranges and choices. A top-level key in
+  ``conf/config.yaml`` or a config group (a folder of ``conf/``) is valid even
+  without a field there; a field adds its checks.
 
-:func:`check_overrides` runs before Hydra (so that ``trainer.max_epoch=3``
-gets this message instead of Hydra's), :func:`check_config` on the composed
-config at the start of :func:`seqframe.harness.train.train`.
+Values are typed by one rule for cell options and config keys alike
+(:func:`seqframe.core.options.type_mismatch`). :func:`check_command_line` runs
+before Hydra: it parses the command line once and composes it once, so that a
+refused config leaves no run directory behind; :func:`check_config` checks a
+composed config (``train()`` calls it too, for callers without the command line).
 """
 
 from __future__ import annotations
@@ -22,16 +24,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from seqframe.core.options import plain_types
+from seqframe.core.options import RUNNER_KEYS, type_mismatch
 from seqframe.errors import SeqframeError
+from seqframe.harness.cell_configs import check_cell_config
+from seqframe.harness.optional_dependencies import check_extras
 from seqframe.harness.schema import TopLevelConfig
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 SCHEDULER_EXTRA_KEYS = ("interval", "monitor", "frequency")  # read by SequenceModel, not the scheduler
+MULTIRUN_FLAGS = ("-m", "--multirun")
+INFO_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+RUN_DIR_PLACEHOLDER = "<the run dir>"  # paths.output_dir before Hydra has made it
 
 
 class ConfigError(SeqframeError):
@@ -46,30 +54,20 @@ def unknown_key(key: str, where: str, valid: Iterable[str]) -> ConfigError:
     valid = sorted(valid)
     name = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
+    hint = f"; did you mean {close[0]}?" if close else "."
     return ConfigError(f"{key} is not a setting of {where}{hint} Valid keys: {', '.join(valid) or '(none)'}")
 
 
-def accepted_types(hint: Any) -> Optional[tuple]:
-    """The plain Python types a hint accepts (``Optional[Union[int, float]]`` too), else None (unchecked)."""
-    direct = plain_types(hint)
-    if direct is not None or typing.get_origin(hint) is not typing.Union:
-        return direct
-    parts = [(type(None),) if arg is type(None) else accepted_types(arg) for arg in typing.get_args(hint)]
-    return tuple(t for part in parts for t in part) if all(parts) else None
-
-
 def check_type(key: str, value: Any, hint: Any) -> None:
-    accepted = accepted_types(hint)
-    if accepted is None or value is None and type(None) in accepted:
-        return
-    if value is None:
-        raise ConfigError(f"{key} must be set (got null)")
-    if isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted):
-        return
-    shown = [t for t in dict.fromkeys(accepted) if not (t is int and float in accepted) and t is not type(None)]
-    expected = " or ".join(t.__name__ for t in shown) + (" or null" if type(None) in accepted else "")
-    raise ConfigError(f"{key}={value!r} must be {expected}")
+    problem = type_mismatch(key, value, hint)
+    if problem:
+        raise ConfigError(problem)
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's message (and its cause's) on one line."""
+    cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+    return " ".join(f"{exc}{cause}".split())
 
 
 # ---------------------------------------------------------------- schemas (top level, model)
@@ -98,7 +96,7 @@ def check_schema(values: Mapping[str, Any], schema: type, prefix: str, also_vali
 
 def _check_range(key: str, value: Any, bounds: Mapping[str, Any]) -> None:
     choices = bounds.get("choices") or ()
-    if choices and value not in choices:
+    if choices and isinstance(value, str) and value not in choices:  # a number is checked against the range
         raise ConfigError(f"{key}={value!r} is not valid; choose one of {', '.join(map(str, choices))}")
     low, high = bounds.get("min"), bounds.get("max")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -186,12 +184,31 @@ def primary_keys(config_dir: Path) -> set:
     return {k for k in OmegaConf.load(Path(config_dir) / "config.yaml") if k != "defaults"}
 
 
+_passed: Optional[str] = None  # the last config that passed, as text
+
+
+def _fingerprint(cfg: Mapping[str, Any]) -> Optional[str]:
+    """A composed config as text, without ``hydra`` and ``paths`` (the run dir is made after the check)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(cfg, DictConfig):
+        return None
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("hydra", "paths")]))
+
+
 def check_config(cfg: Mapping[str, Any], config_dir: Path) -> None:
-    """Every key, type and range seqframe can check without building anything; raises ConfigError."""
-    from seqframe.core.options import check_options
-    from seqframe.core.registry import get_cell
+    """Every key, type and range seqframe can check without building anything; raises ConfigError.
+
+    The config that passed last is remembered by content: ``train()`` checks again what the
+    command line checked before Hydra ran only when it differs.
+    """
+    global _passed
+    from seqframe.core.recurrent import BACKENDS
     from seqframe.data.batching import GLOBAL_KEY
 
+    fingerprint = _fingerprint(cfg)
+    if fingerprint is not None and fingerprint == _passed:
+        return
     # keys starting with "_" are values that config files interpolate from (an experiment's lookup table)
     values = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_") and k != "hydra"}
     also_valid = config_groups(config_dir) | primary_keys(config_dir)
@@ -206,11 +223,33 @@ def check_config(cfg: Mapping[str, Any], config_dir: Path) -> None:
     _check_named_nodes(values.get("callbacks"), "callbacks.")
     _check_named_nodes(values.get("logger"), "logger.")
     cell = dict(values["cell"])
-    cls = get_cell(str(cell.get("name")))
-    check_options(cls, {k: v for k, v in cell.items() if k not in ("name", "backend")})
+    check_cell_config(str(cell.get("name")), {k: v for k, v in cell.items() if k not in RUNNER_KEYS})
+    _check_range("cell.backend", cell.get("backend", "auto"), {"choices": BACKENDS})
+    _passed = fingerprint
 
 
-# ---------------------------------------------------------------- command-line overrides, before Hydra
+# ---------------------------------------------------------------- the command line, before Hydra
+
+
+def is_override(argument: str) -> bool:
+    """Whether a command-line argument is an override (``key=value``, ``~key``), not a flag or a flag's value."""
+    return not argument.startswith("-") and ("=" in argument or argument.startswith("~"))
+
+
+def _add_or_override(argument: str, groups: Iterable[str]) -> str:
+    """``+key=value`` of a config value as ``++key=value`` (add it, or set it when the files have it), so
+    that ``+trainer.max_steps=3`` keeps working now that ``trainer/default.yaml`` lists max_steps."""
+    key = argument[1:].split("=", 1)[0]
+    plain_value = not re.search(r"[/@]", key) and key.split(".")[0] != "hydra" and key not in groups
+    return "+" + argument if argument.startswith("+") and not argument.startswith("++") and plain_value else argument
+
+
+def _first_value(override: Any) -> Any:
+    """An override's value, the first of a sweep's (``a=1,2`` -> 1)."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    value = override.value()
+    return value.list[0] if isinstance(value, ChoiceSweep) and value.list else value
 
 
 def _single_run(override: Any) -> Optional[str]:
@@ -222,6 +261,16 @@ def _single_run(override: Any) -> Optional[str]:
     except Exception:
         return None
     return f"{override.get_key_element()}={first}"
+
+
+def _cells_selected(overrides: Sequence[Any]) -> List[str]:
+    """Cell names the overrides select (every one of ``cell=a,b``; ``cell.name=x``), else none."""
+    chosen: List[str] = []
+    for override in overrides:
+        if override.key_or_group in ("cell", "cell.name") and not override.is_delete():
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            chosen = [str(v) for v in values]
+    return chosen
 
 
 def _section_keys(composed: Any, parent: str) -> tuple[str, Iterable[str]]:
@@ -243,33 +292,79 @@ def _section_keys(composed: Any, parent: str) -> tuple[str, Iterable[str]]:
     return parent or "the top level", keys
 
 
-def check_overrides(arguments: Sequence[str], config_dir: Path) -> None:
-    """Compose once with the command line's overrides; turn Hydra's refusals into a ConfigError."""
-    import re
+def _missing_choice(exc: Any) -> ConfigError:
+    """``data=nosuchdata``: the group's choices, not Hydra's search path."""
+    group, _, name = str(exc.missing_cfg_file).rpartition("/")
+    if not group or not exc.options:
+        return ConfigError(one_line(exc))
+    close = difflib.get_close_matches(name, exc.options, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "."
+    return ConfigError(f"{group}={name} is not a choice of {group}{hint} Choices: {', '.join(exc.options)}")
 
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
 
-    lines = [a for a in arguments if not a.startswith("-") and ("=" in a or a.startswith("~"))]
-    overrides = OverridesParser.create().parse_overrides(lines)
-    single = [s for o in overrides if not o.key_or_group.startswith("hydra") for s in [_single_run(o)] if s]
-    if not single:
-        return
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        try:
-            compose("config", overrides=single)
-            return
-        except HydraException as exc:
-            failed = re.search(r"Could not override '([^']+)'", str(exc))
-            if failed is None:
-                cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-                raise ConfigError(" ".join(f"{exc}{cause}".split())) from None
-            key = failed.group(1)
-            rest = [s for s in single if s.split("=", 1)[0].lstrip("+~") != key]
-            composed = compose("config", overrides=rest)
+def _refused_override(key: str, value: Any, composed: Any, hydra_message: str) -> ConfigError:
+    """Why Hydra refused ``key=value``, from the config composed without it."""
+    if key.startswith("cell."):  # an unknown option or a value the cell's typed schema refused
+        check_cell_config(str(composed.cell.name), {key.split(".", 1)[1]: value})
+    if not hydra_message.startswith("Could not override"):
+        return ConfigError(hydra_message)
     parent = key.rsplit(".", 1)[0] if "." in key else ""
     where, valid = _section_keys(composed, parent)
     if key.rsplit(".", 1)[-1] in valid:
-        raise ConfigError(f"{key} is valid but not in the config files: add it with +{key}=... (a leading +)")
-    raise unknown_key(key, where, valid)
+        return ConfigError(f"{key} is valid but not in the config files: add it with +{key}=... (a leading +)")
+    return unknown_key(key, where, valid)
+
+
+def _compose(lines: List[str], config_dir: Path, values: Mapping[str, Any]) -> Any:
+    """The config of ``lines``, composed once; Hydra's refusals become a ConfigError that says what to do."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        try:
+            return compose("config", overrides=lines)
+        except MissingConfigException as exc:
+            raise _missing_choice(exc) from None
+        except HydraException as exc:
+            message = one_line(exc)
+            failed = re.search(r"Could not override '([^']+)'|Error merging override \+*([^=\s]+)=", str(exc))
+            if failed is None:
+                raise ConfigError(message) from None
+        key = failed.group(1) or failed.group(2)
+        composed = compose("config", overrides=[x for x in lines if x.split("=", 1)[0].lstrip("+~") != key])
+    raise _refused_override(key, values.get(key), composed, message)
+
+
+def check_command_line(argv: Sequence[str], config_dir: Path) -> List[str]:
+    """Check a ``seqframe-train`` command line before Hydra runs; returns the arguments to give Hydra.
+
+    Parsed once and composed once (one job's values of a sweep): every cell the command line
+    selects (``cell=a,b``) is looked up and given its ``cell.<option>`` keys; keys the config
+    lacks are explained; and a single run gets the whole :func:`check_config`, so that a refused
+    config leaves no run directory behind. Needs the cells registered (``register_cell_configs``).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    groups = config_groups(config_dir)
+    argv = [_add_or_override(a, groups) if is_override(a) else a for a in argv]
+    lines = [a for a in argv if is_override(a)]
+    check_extras(lines)
+    try:
+        overrides = OverridesParser.create().parse_overrides(lines)
+    except OverrideParseException as exc:
+        raise ConfigError(f"{exc.override} cannot be read: {one_line(exc)}") from None
+    values = {o.key_or_group: _first_value(o) for o in overrides if not o.is_delete()}
+    given = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("cell.")}
+    given = {k: v for k, v in given.items() if k not in RUNNER_KEYS}
+    chosen = _cells_selected(overrides)
+    for name in chosen:  # before composing: cell=lstmm gets "did you mean", not Hydra's search path
+        check_cell_config(name, given, values=False)
+    single = [s for o in overrides if not o.key_or_group.startswith("hydra") for s in [_single_run(o)] if s]
+    composed = _compose(single, config_dir, values)
+    if not chosen:
+        check_cell_config(str(composed.cell.name), given, values=False)
+    if not set(argv) & set(MULTIRUN_FLAGS + INFO_FLAGS):  # a sweep's jobs are checked one by one, in train()
+        composed.paths.output_dir = RUN_DIR_PLACEHOLDER
+        check_config(composed, config_dir)
+    return argv

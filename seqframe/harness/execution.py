@@ -4,11 +4,15 @@ A tiny model's training step costs less than Lightning's per-batch machinery
 around it (hooks, closures, progress, logging bookkeeping: ~1 ms per batch on
 the reference CPU against 0.75 ms for the spec's 1617-parameter LSTM). With
 ``steps_per_execution: K`` the loaders hand Lightning :class:`BatchGroup` s of
-K consecutive batches, and :class:`seqframe.harness.model.SequenceModel` runs all of
-them inside one Lightning step: K optimizer steps (manual optimization),
-each exactly what ``K = 1`` would do — same batches, order, clipping, guard
-and schedulers, so the weights come out the same — while Lightning's per-batch
-work runs once per group.
+K consecutive batches, and :class:`GroupedSteps` runs all of them inside one
+Lightning step: K optimizer steps (manual optimization), each exactly what
+``K = 1`` would do — same batches, order, clipping, guard and schedulers, so
+the weights come out the same — while Lightning's per-batch work runs once
+per group.
+
+Everything lives here, behind one entry point, :func:`configure`, which
+:func:`seqframe.harness.train.train` calls once; the LightningModule only
+forwards four hooks to the :class:`GroupedSteps` it is given (``module.execution``).
 
 What changes, as in Keras: per-batch callbacks and step-level logs see every
 K-th step (``global_step`` still counts optimizer steps, and so does the
@@ -25,7 +29,25 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 import torch
 
 from seqframe.harness.config_check import ConfigError
-from seqframe.harness.private_api import epoch_batches_done
+from seqframe.harness.private_api import count_logged_steps
+
+
+def configure(model: Any, datamodule: Any, steps_per_execution: int, trainer_cfg: Any) -> Dict[str, Any]:
+    """Make one run take ``steps_per_execution`` optimizer steps per Lightning step; returns the Trainer
+    settings that needs (pass them to the Trainer). Nothing changes for 1.
+
+    Above 1: settings that cannot keep their meaning are refused (:func:`trainer_overrides`), ``model``
+    switches to manual optimization with a :class:`GroupedSteps` as ``model.execution`` (which clips
+    as the Trainer's ``gradient_clip_*`` say), and ``datamodule``'s loaders hand out :class:`BatchGroup` s.
+    A training-loop setting, not a hyper-parameter: checkpoints do not record it."""
+    k = int(steps_per_execution)
+    overrides = trainer_overrides(k, trainer_cfg)
+    if k == 1:
+        return overrides
+    model.automatic_optimization = False
+    model.execution = GroupedSteps(trainer_cfg.get("gradient_clip_val"), trainer_cfg.get("gradient_clip_algorithm"))
+    group_datamodule_batches(datamodule, k)
+    return overrides
 
 
 class BatchGroup(list):
@@ -63,11 +85,6 @@ class GroupedLoader:
         return getattr(self.loader, name)
 
 
-def group_batches(loader: Any, steps_per_execution: int) -> Any:
-    """``loader`` itself for ``steps_per_execution == 1``, else a :class:`GroupedLoader` over it."""
-    return loader if steps_per_execution == 1 else GroupedLoader(loader, steps_per_execution)
-
-
 LOADER_HOOKS = ("train_dataloader", "val_dataloader", "test_dataloader")
 
 
@@ -80,7 +97,7 @@ def group_datamodule_batches(datamodule: Any, steps_per_execution: int) -> None:
         return
     for hook in LOADER_HOOKS:
         make = getattr(datamodule, hook)
-        setattr(datamodule, hook, lambda make=make: group_batches(make(), steps_per_execution))
+        setattr(datamodule, hook, lambda make=make: GroupedLoader(make(), steps_per_execution))
 
 
 def as_batches(batch_or_group: Any) -> List[Any]:
@@ -90,8 +107,8 @@ def as_batches(batch_or_group: Any) -> List[Any]:
 
 def trainer_overrides(steps_per_execution: int, trainer_cfg: Any) -> Dict[str, Any]:
     """The Trainer settings K optimizer steps per Lightning step need, after refusing those that cannot keep
-    their meaning: no Trainer-side clipping (manual optimization; the module clips, see
-    :meth:`seqframe.harness.model.SequenceModel.set_steps_per_execution`), ``val_check_interval`` in groups."""
+    their meaning: no Trainer-side clipping (manual optimization; :class:`GroupedSteps` clips),
+    ``val_check_interval`` in groups."""
     k = int(steps_per_execution)
     if k == 1:
         return {}
@@ -114,7 +131,74 @@ def trainer_overrides(steps_per_execution: int, trainer_cfg: Any) -> Dict[str, A
     return overrides
 
 
-epoch_finished = epoch_batches_done  # the name the model uses
+def epoch_done(trainer: Any) -> bool:
+    """Whether the training epoch's batches are all done, not cut short by ``max_steps``: Lightning's own test
+    for stepping epoch-interval schedulers (``_num_ready_batches_reached``), in public terms (the batch index
+    within the epoch counts ready batches; ``is_last_batch`` covers loaders without a length)."""
+    ready = trainer.fit_loop.epoch_loop.batch_idx + 1
+    return ready == trainer.num_training_batches or bool(trainer.is_last_batch)
+
+
+class GroupedSteps:
+    """Runs a :class:`BatchGroup` as K optimizer steps, each what automatic optimization does for one batch.
+
+    The module forwards ``training_step``, ``on_before_optimizer_step``, ``on_train_epoch_end`` and the
+    scheduler part of ``configure_optimizers`` here, and provides ``batch_loss`` and ``log_step_loss``
+    (:class:`seqframe.harness.model.SequenceModel`'s).
+    """
+
+    def __init__(
+        self, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
+    ) -> None:
+        self.clip = (gradient_clip_val, gradient_clip_algorithm)
+        self.scheduler: Optional[ManualScheduler] = None
+
+    def optimizer_config(
+        self, optimizer: Any, scheduler: Any, interval: str = "epoch", monitor: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """``configure_optimizers``' answer: Lightning steps no scheduler under manual optimization, so
+        :class:`ManualScheduler` does, where Lightning would."""
+        self.scheduler = ManualScheduler.check(scheduler, interval, monitor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def training_step(self, module: Any, group: Any) -> None:
+        """Zero the gradients, backward, the guard and clipping (:meth:`before_optimizer_step`), step,
+        step-interval schedulers — per batch; stop at ``max_steps`` exactly, mid-group too."""
+        trainer = module.trainer
+        optimizer = module.optimizers()
+        scheduler = self.scheduler
+        loss = None
+        for batch in as_batches(group):
+            if 0 <= trainer.max_steps <= trainer.global_step:
+                return self._end_group(module, loss, last_of_epoch=False)
+            loss = module.batch_loss(batch, "train", log_step=False)
+            optimizer.zero_grad()
+            module.manual_backward(loss)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.after_optimizer_step()
+        self._end_group(module, loss, last_of_epoch=epoch_done(trainer))
+
+    def _end_group(self, module: Any, loss: Optional[torch.Tensor], last_of_epoch: bool) -> None:
+        """After the epoch's last batch its epoch-interval schedulers step (before the batch-end hooks, as
+        Lightning steps them); the logs' step axis stays on optimizer steps; the newest loss is logged."""
+        trainer = module.trainer
+        if last_of_epoch and self.scheduler is not None:
+            self.scheduler.after_last_batch()
+        count_logged_steps(trainer, trainer.global_step - 1)  # Lightning would count its own steps (groups)
+        if loss is not None:  # Lightning writes step logs only at group ends
+            module.log_step_loss(loss)
+
+    def before_optimizer_step(self, module: Any, optimizer: Any) -> None:
+        """Clip as the Trainer would: after the callbacks' ``on_before_optimizer_step`` (the guard)."""
+        value, algorithm = self.clip
+        if value:
+            module.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
+
+    def train_epoch_end(self, module: Any) -> None:
+        """ReduceLROnPlateau with the epoch's metrics; not when ``max_steps`` cut the epoch short."""
+        if self.scheduler is not None and epoch_done(module.trainer):
+            self.scheduler.at_epoch_end(module.trainer.callback_metrics)
 
 
 @dataclass

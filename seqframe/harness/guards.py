@@ -19,6 +19,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from seqframe.errors import SeqframeError
+from seqframe.harness.rundir import LAST
 from seqframe.harness.schema import NONFINITE_ACTIONS as ACTIONS
 
 
@@ -79,7 +80,7 @@ class NonFiniteGuard(pl.Callback):
             self.skipped += 1
             rank_zero_warn(f"seqframe: {what} {where}: batch skipped (on_nonfinite=skip; {self.skipped} so far)")
             return
-        path = self.checkpoint_dir / "last.ckpt"
+        path = self.checkpoint_dir / LAST
         trainer.save_checkpoint(path, weights_only=False)  # the weights and optimizer are still those before this step
         raise NonFiniteError(
             f"training stopped: {what} {where}. The last good state is in {path}. Check the data for NaN/inf, "

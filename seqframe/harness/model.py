@@ -18,8 +18,7 @@ from torch import Tensor, nn
 from seqframe.core.options import RUNNER_KEYS
 from seqframe.core.recurrent import Recurrent
 from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
-from seqframe.harness.execution import ManualScheduler, as_batches, epoch_finished
-from seqframe.harness.private_api import count_logged_steps
+from seqframe.harness.execution import GroupedSteps, as_batches
 from seqframe.harness.metrics import TaskMetrics
 from seqframe.harness.schema import ENCODERS
 
@@ -49,6 +48,8 @@ class SequenceModel(pl.LightningModule):
         data_state: what the data module fitted on the training split (normalisation,
             classes, vocabulary) as plain values, kept in checkpoints so that
             evaluation, prediction and export read new data the same way.
+        metrics: build the stages' metrics; ``False`` for inference only (predict, export), which
+            never updates them. Not a hyper-parameter: checkpoints do not record it.
     """
 
     def __init__(
@@ -64,9 +65,10 @@ class SequenceModel(pl.LightningModule):
         optimizer: Optional[Dict[str, Any]] = None,
         scheduler: Optional[Dict[str, Any]] = None,
         data_state: Optional[Dict[str, Any]] = None,
+        metrics: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["metrics"])
         self.spec = TaskSpec(**task)
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r} is not valid; choose one of {', '.join(ENCODERS)}")
@@ -75,19 +77,10 @@ class SequenceModel(pl.LightningModule):
         self.rnn = Recurrent(name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options)
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
         self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
-        self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
-        self._manual_clip: tuple[Optional[float], Optional[str]] = (None, None)
-        self._manual_scheduler: Optional[ManualScheduler] = None
-
-    def set_steps_per_execution(
-        self, steps: int, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
-    ) -> None:
-        """Run ``steps`` optimizer steps per Lightning step (:mod:`seqframe.harness.execution`). Above 1 this is
-        manual optimization, where clipping is this module's job: the Trainer's ``gradient_clip_*``
-        are given here instead (and must be unset on the Trainer). A training-loop setting, not a
-        hyper-parameter: checkpoints do not record it."""
-        self.automatic_optimization = int(steps) == 1
-        self._manual_clip = (gradient_clip_val, gradient_clip_algorithm)
+        if metrics:
+            self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
+        # several optimizer steps per Lightning step: set by seqframe.harness.execution.configure
+        self.execution: Optional[GroupedSteps] = None
 
     def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
         spec = self.spec
@@ -140,7 +133,9 @@ class SequenceModel(pl.LightningModule):
         targets = y.reshape(-1).long()
         return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
 
-    def _shared_step(self, batch, stage: str, log_step: bool = True) -> Tensor:
+    def batch_loss(self, batch, stage: str, log_step: bool = True) -> Tensor:
+        """One batch's loss, with the ``stage``'s metrics updated (and, in training, ``train/loss_step``
+        logged unless ``log_step`` is False: a group of batches logs once, at its end)."""
         x, y, *rest = batch
         lengths = rest[0] if rest else None
         if lengths is not None and self.spec.task in PER_STEP_TASKS:
@@ -153,10 +148,10 @@ class SequenceModel(pl.LightningModule):
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
         getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
         if log_step and stage == "train":
-            self._log_step_loss(loss)
+            self.log_step_loss(loss)
         return loss
 
-    def _log_step_loss(self, loss: Tensor) -> None:
+    def log_step_loss(self, loss: Tensor) -> None:
         """``train/loss_step`` on steps that are multiples of ``trainer.log_every_n_steps`` (when Lightning writes)."""
         if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
@@ -172,8 +167,8 @@ class SequenceModel(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        if self._manual_scheduler is not None and epoch_finished(self.trainer):  # not when max_steps cut it
-            self._manual_scheduler.at_epoch_end(self.trainer.callback_metrics)  # ReduceLROnPlateau
+        if self.execution is not None:
+            self.execution.train_epoch_end(self)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -182,51 +177,22 @@ class SequenceModel(pl.LightningModule):
         self._log_epoch("test")
 
     def training_step(self, batch, batch_idx: int) -> Optional[Tensor]:
-        if self.automatic_optimization:
-            return self._shared_step(batch, "train")
-        self._run_group(as_batches(batch))
+        if self.execution is None:
+            return self.batch_loss(batch, "train")
+        self.execution.training_step(self, batch)
         return None
 
-    def _run_group(self, batches: list) -> None:
-        """K optimizer steps, each what automatic optimization does for one batch: zero the gradients,
-        backward, the guard and clipping (``on_before_optimizer_step``), step, step-interval schedulers;
-        after the epoch's last batch, its epoch-interval schedulers (where Lightning steps them)."""
-        trainer = self.trainer
-        optimizer = self.optimizers()
-        scheduler = self._manual_scheduler
-        loss = None
-        for batch in batches:
-            if 0 <= trainer.max_steps <= trainer.global_step:  # stop at max_steps exactly, mid-group too
-                return self._end_group(loss, epoch_done=False)
-            loss = self._shared_step(batch, "train", log_step=False)
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.after_optimizer_step()
-        self._end_group(loss, epoch_done=epoch_finished(trainer))
-
-    def _end_group(self, loss: Optional[Tensor], epoch_done: bool) -> None:
-        trainer = self.trainer
-        if epoch_done and self._manual_scheduler is not None:
-            self._manual_scheduler.after_last_batch()
-        # Lightning counts its own steps (groups) for the logs' step axis: keep it on optimizer steps
-        count_logged_steps(trainer, trainer.global_step - 1)
-        if loss is not None:  # Lightning writes step logs only at group ends: the newest loss
-            self._log_step_loss(loss)
-
     def on_before_optimizer_step(self, optimizer) -> None:
-        value, algorithm = self._manual_clip
-        if not self.automatic_optimization and value:  # after the callbacks (the guard), as Lightning clips
-            self.clip_gradients(optimizer, gradient_clip_val=value, gradient_clip_algorithm=algorithm)
+        if self.execution is not None:
+            self.execution.before_optimizer_step(self, optimizer)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         for one in as_batches(batch):
-            self._shared_step(one, "val")
+            self.batch_loss(one, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
         for one in as_batches(batch):
-            self._shared_step(one, "test")
+            self.batch_loss(one, "test")
 
     def predict_step(self, batch, batch_idx: int) -> Tensor:
         x, *rest = batch if isinstance(batch, (list, tuple)) else (batch,)
@@ -241,10 +207,6 @@ class SequenceModel(pl.LightningModule):
         scheduler_cfg = dict(self.hparams.scheduler)
         extra = {k: scheduler_cfg.pop(k) for k in ("interval", "monitor") if k in scheduler_cfg}
         scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
-        if not self.automatic_optimization:  # Lightning steps no scheduler then: _run_group and the epoch end do
-            self._manual_scheduler = ManualScheduler.check(scheduler, **extra)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": extra.get("interval", "epoch")},
-            }
+        if self.execution is not None:  # manual optimization: Lightning steps no scheduler
+            return self.execution.optimizer_config(optimizer, scheduler, **extra)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **extra}}

@@ -9,11 +9,12 @@ are checked against their classes' signatures instead (:mod:`seqframe.harness.co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 ENCODERS = ("auto", "none", "linear", "embedding")  # model.encoder
 NONFINITE_ACTIONS = ("stop", "skip")  # on_nonfinite
 MONITOR_MODES = ("auto", "min", "max")  # monitor_mode
+THREADS_AUTO = "auto"  # threads: the rule in seqframe.harness.threads
 
 
 def bounded(minimum: Optional[float] = None, maximum: Optional[float] = None, choices: Sequence[str] = ()) -> Any:
@@ -46,6 +47,6 @@ class TopLevelConfig:
     test: bool = bounded()
     resume: bool = bounded()
     on_nonfinite: str = bounded(choices=NONFINITE_ACTIONS)
-    threads: Optional[int] = bounded(minimum=1)
+    threads: Union[int, str, None] = bounded(minimum=1, choices=(THREADS_AUTO,))
     steps_per_execution: int = bounded(minimum=1)
     model: ModelConfig = bounded()

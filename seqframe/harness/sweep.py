@@ -14,14 +14,19 @@ from typing import Any, Dict, List
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from seqframe.harness.rundir import read_summary
+from seqframe.harness.rundir import RunDir, read_summary
 
 
 def read_summaries(sweep_dir: Path) -> List[Dict[str, Any]]:
     """One entry per job directory directly below ``sweep_dir``, by job number; a job
     without a readable summary.json (killed, or still running) has status ``missing``."""
-    jobs = sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
-    return [{"job": job.name, **(read_summary(job) or {"status": "missing"})} for job in jobs]
+    jobs = sorted((RunDir(p) for p in sweep_dir.iterdir() if RunDir(p).hydra_dir.is_dir()), key=_job_number)
+    return [{"job": job.root.name, **(read_summary(job.root) or {"status": "missing"})} for job in jobs]
+
+
+def _job_number(job: RunDir) -> tuple:
+    """Job 2 before job 10."""
+    return len(job.root.name), job.root.name
 
 
 def describe(summary: Dict[str, Any]) -> str:
@@ -29,7 +34,7 @@ def describe(summary: Dict[str, Any]) -> str:
     what = f"job {summary['job']}: {summary.get('cell')} on {summary.get('data')}"
     if summary.get("status") == "finished":
         return f"{what}: finished, best {summary.get('monitor')} {summary.get('best_val')}"
-    return f"{what}: {summary.get('status')} ({summary.get('error', 'no error recorded')})"
+    return f"{what}: {summary.get('status')} ({summary.get('error') or 'no error recorded'})"
 
 
 class SweepReport(Callback):

@@ -8,16 +8,14 @@ be called without Hydra's command line (tests, notebooks) as long as
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from seqframe.harness.rundir import SUMMARY_FILE
+from seqframe.harness.rundir import RunDir, RunSummary
 
 
 def config_dir() -> Path:
@@ -69,42 +67,36 @@ def group_choice(group: str, default: str) -> str:
     return default
 
 
-def write_summary(output_dir: Path, summary: Dict[str, Any]) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-
-
 def train(cfg: DictConfig) -> Dict[str, Any]:
-    """Run one training job described by ``cfg``; returns the summary it writes."""
+    """Run one training job described by ``cfg``; returns the summary it writes (as summary.json holds it)."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
     from seqframe.data.batching import per_process_batch_size, without_global_batch_size
+    from seqframe.harness import execution
     from seqframe.harness.callbacks import EpochTimer
     from seqframe.harness.config_check import check_config
-    from seqframe.harness.execution import group_datamodule_batches, trainer_overrides
+    from seqframe.harness.console import quiet_third_party
     from seqframe.harness.model import SequenceModel
     from seqframe.harness.reliability import fit_resumably, reliability_callbacks
+    from seqframe.harness.threads import AUTO, set_threads
 
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")  # in-memory tensors
     output_dir = Path(cfg.paths.output_dir)
     started = time.perf_counter()
-    summary: Dict[str, Any] = {
-        "status": "running",
-        "cell": cfg.cell.name,
-        "cell_options": OmegaConf.to_container(cfg.cell, resolve=True),
-        "data": group_choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
-        "hardware": group_choice("hardware", "custom"),
-        "seed": cfg.seed,
-        "output_dir": str(output_dir),
-    }
+    summary = RunSummary(
+        status="running",
+        cell=cfg.cell.name,
+        cell_options=OmegaConf.to_container(cfg.cell, resolve=True),
+        data=group_choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
+        hardware=group_choice("hardware", "custom"),
+        seed=cfg.seed,
+        output_dir=str(output_dir),
+    )
     trainer = None
     try:
         check_config(cfg, config_dir())
-        if cfg.get("threads"):  # one job of a parallel sweep must not take every core
-            import torch
-
-            torch.set_num_threads(int(cfg.threads))
+        summary.threads = set_threads(cfg.get("threads", AUTO))  # each process (rank, worker) its own
+        quiet_third_party(output_dir, resuming=cfg.get("ckpt_path") is not None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data_config, global_batch = without_global_batch_size(cfg.data)
         datamodule = instantiate(data_config)
@@ -117,11 +109,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             data_state=getattr(datamodule, "data_state", None),
         )
         steps_per_execution = int(cfg.get("steps_per_execution") or 1)
-        overrides = trainer_overrides(steps_per_execution, cfg.trainer)
-        model.set_steps_per_execution(
-            steps_per_execution, cfg.trainer.get("gradient_clip_val"), cfg.trainer.get("gradient_clip_algorithm")
-        )
-        group_datamodule_batches(datamodule, steps_per_execution)
+        overrides = execution.configure(model, datamodule, steps_per_execution, cfg.trainer)
         timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
@@ -146,7 +134,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             data_report=getattr(datamodule, "report", None),
         )
         if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop
-            return summary
+            return summary.to_dict()
         checkpoint = trainer.checkpoint_callback
         best_path = getattr(checkpoint, "best_model_path", "") or None
         summary.update(
@@ -164,13 +152,13 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
         if cfg.get("test", True):
             best = "best" if best_path else None
             results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-            summary["test"] = {k: _number(v) for k, v in (results[0] if results else {}).items()}
-        summary["status"] = "finished"
+            summary.test = {k: _number(v) for k, v in (results[0] if results else {}).items()}
+        summary.status = "finished"
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         raise
     finally:
-        summary["wall_time"] = time.perf_counter() - started
+        summary.wall_time = time.perf_counter() - started
         if trainer is None or trainer.is_global_zero:
-            write_summary(output_dir, summary)
-    return summary
+            RunDir(output_dir).write_summary(summary)
+    return summary.to_dict()

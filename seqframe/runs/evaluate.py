@@ -1,4 +1,6 @@
-"""``seqframe-eval RUN``: a trained model's metrics, the same ones training logs.
+"""``seqframe eval RUN``: a trained model's metrics, the same ones training logs.
+
+``seqframe-eval`` is the same command under its older name.
 
 Without ``--file`` it evaluates a split of the run's own data (``--split``,
 split again with the run's seed, so the same sequences); with ``--file`` it
@@ -38,10 +40,6 @@ def evaluate(
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
     )
     if file is not None:
-        if not hasattr(datamodule, "read_new"):
-            raise SeqframeError(
-                f"--file needs file data (data=csv/numpy/text); this run used {type(datamodule).__name__}"
-            )
         _, dataset = datamodule.read_new(file, with_targets=True)
         loader = DataLoader(dataset, batch_size=datamodule.batch_size, collate_fn=pad_batch)
         results = trainer.test(model, dataloaders=loader, verbose=False)
@@ -51,18 +49,24 @@ def evaluate(
     return {key.replace("test/", f"{split if file is None else 'file'}/"): float(v) for key, v in results[0].items()}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="seqframe-eval", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "seqframe-eval") -> argparse.ArgumentParser:
+    """The command line of ``seqframe-eval``, which ``seqframe eval`` shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
     parser.add_argument("--file", help="evaluate every sequence of this file (with targets) instead of a split")
     parser.add_argument("--split", choices=EVAL_SPLITS, default="test", help="the run's split to evaluate")
     parser.add_argument("--out", help="also write the metrics to this JSON file")
     parser.add_argument("overrides", nargs="*", help="data.key=value: read the data differently than in training")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "seqframe-eval") -> int:
+    """``seqframe-eval`` (and ``seqframe eval``, as ``prog``): print (and write) the metrics."""
+    args = build_parser(prog).parse_args(argv)
     try:
         metrics = evaluate(args.run, args.file, args.split, args.overrides)
     except (SeqframeError, FileNotFoundError, ValueError) as exc:
-        print(f"seqframe-eval: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     text = json.dumps(metrics, indent=2)
     print(text)

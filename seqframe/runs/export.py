@@ -127,7 +127,7 @@ def export(run_path: str, fmt: str, out: Optional[str] = None, max_len: Optional
     steps = max_len or (run.data_state or {}).get("max_len")
     if not steps:
         raise ExportError("this run's data has no saved max_len; give the time size with --max-len N")
-    deployable = Deployable(run.model(backend="loop"), run.data_state).eval()
+    deployable = Deployable(run.model(backend="loop", metrics=False), run.data_state).eval()
     target = Path(out) if out else run.checkpoint.parent.parent / "export" / f"model.{fmt}"
     target.parent.mkdir(parents=True, exist_ok=True)
     x, lengths = example_inputs(deployable.model, 3, int(steps))

@@ -15,32 +15,23 @@ from typing import Any, Dict, Optional, Sequence
 
 from seqframe.errors import SeqframeError
 from seqframe.harness.checkpoints import CheckpointError, load_checkpoint
-from seqframe.harness.rundir import read_summary
-
-RUN_CONFIG = Path(".hydra") / "config.yaml"
+from seqframe.harness.rundir import CONFIG_FILE as RUN_CONFIG
+from seqframe.harness.rundir import RunDir
 
 
 def run_checkpoint(path: Path, which: str = "best") -> Path:
-    """A checkpoint file from a run dir (its best, else ``last.ckpt``) or the file itself."""
+    """A checkpoint file from a run dir (``which``: its best, else ``last.ckpt``; or ``last``) or the file itself."""
     if path.is_file():
         return path
     if not path.is_dir():
         raise CheckpointError(f"{path} is neither a run dir nor a checkpoint file; give the dir seqframe-train wrote")
-    folder = path / "checkpoints"
-    best = (read_summary(path) or {}).get("best_checkpoint")
-    candidates = [Path(best)] if which == "best" and best else []
-    candidates += sorted(folder.glob("best*.ckpt")) if which == "best" else []
-    candidates.append(folder / "last.ckpt")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(f"{path} holds no checkpoints/ with a .ckpt file; did its training run finish an epoch?")
+    return RunDir(path).checkpoint(which)
 
 
 def run_dir_of(checkpoint: Path) -> Optional[Path]:
     """The run dir a checkpoint was written into (``<run>/checkpoints/x.ckpt``), if it has a saved config."""
     for folder in (checkpoint.parent, checkpoint.parent.parent):
-        if (folder / RUN_CONFIG).is_file():
+        if RunDir(folder).config_file.is_file():
             return folder
     return None
 
@@ -61,9 +52,10 @@ class TrainedRun:
     def data_state(self) -> Optional[Dict[str, Any]]:
         return self.hparams.get("data_state")
 
-    def model(self, backend: Optional[str] = None):
+    def model(self, backend: Optional[str] = None, metrics: bool = True):
         """The trained :class:`~seqframe.harness.model.SequenceModel` in eval mode (optionally on another path,
-        e.g. ``loop``: every path gives the same numbers)."""
+        e.g. ``loop``: every path gives the same numbers). ``metrics=False`` for inference only (predict,
+        export): the stages' metric objects are not built."""
         from seqframe.harness.model import SequenceModel
 
         hparams = self.hparams
@@ -73,7 +65,7 @@ class TrainedRun:
             )
         if backend is not None:
             hparams["cell"] = {**hparams["cell"], "backend": backend}
-        model = SequenceModel(**hparams)
+        model = SequenceModel(**hparams, metrics=metrics)
         model.load_state_dict(self.checkpoint_data["state_dict"])
         return model.eval()
 
@@ -104,7 +96,7 @@ def load_run(path: str | Path, which: str = "best") -> TrainedRun:
 
     checkpoint = run_checkpoint(Path(path).expanduser(), which)
     run_dir = run_dir_of(checkpoint)
-    config = OmegaConf.load(run_dir / RUN_CONFIG) if run_dir else None
+    config = OmegaConf.load(RunDir(run_dir).config_file) if run_dir else None
     if config is not None and "paths" in config:
         config.paths.output_dir = str(run_dir)  # ${hydra:...} cannot be resolved outside Hydra
     return TrainedRun(checkpoint, load_checkpoint(checkpoint), config)

@@ -1,4 +1,6 @@
-"""``seqframe-predict RUN FILE --out predictions.csv|.npy``: a trained model's answers for a new file.
+"""``seqframe predict RUN FILE --out predictions.csv|.npy``: a trained model's answers for a new file.
+
+``seqframe-predict`` is the same command under its older name.
 
 The file is read like the training data (same columns or arrays, the saved
 normalisation and classes: nothing is refitted), one output row per input
@@ -85,31 +87,34 @@ def predict(run: str, file: str, out: str, overrides: Sequence[str] = (), batch_
         raise SeqframeError(f"--out {out}: give a .csv or .npy file name")
     trained = load_run(run)
     datamodule = trained.data_module(overrides)
-    if not hasattr(datamodule, "read_new"):
-        raise SeqframeError(
-            f"seqframe-predict reads files (data=csv, numpy or text); this run used {type(datamodule).__name__}"
-        )
     sequences, dataset = datamodule.read_new(file, with_targets=False)
-    deployable = Deployable(trained.model(), trained.data_state, normalize=False)  # the dataset is normalised
+    # the dataset is normalised already; inference builds no metrics
+    deployable = Deployable(trained.model(metrics=False), trained.data_state, normalize=False)
     rows = run_batches(deployable, dataset, batch_size)
     write_predictions(target, sequences.ids, rows, trained.data_state or {})
     return len(rows)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="seqframe-predict", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "seqframe-predict") -> argparse.ArgumentParser:
+    """The command line of ``seqframe-predict``, which ``seqframe predict`` shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file")
     parser.add_argument("file", help="the new data, in the training data's format")
     parser.add_argument("--out", required=True, help="predictions.csv (id, class, probabilities) or .npy")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("overrides", nargs="*", help="data.key=value: how to read the file, if not as in training")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "seqframe-predict") -> int:
+    """``seqframe-predict`` (and ``seqframe predict``, as ``prog``): write the predictions."""
+    args = build_parser(prog).parse_args(argv)
     try:
         count = predict(args.run, args.file, args.out, args.overrides, args.batch_size)
     except (SeqframeError, FileNotFoundError, ValueError) as exc:
-        print(f"seqframe-predict: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"seqframe-predict: predictions for {count} sequences written to {args.out}")
+    print(f"{prog}: predictions for {count} sequences written to {args.out}")
     return 0
 
 

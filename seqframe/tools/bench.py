@@ -1,12 +1,16 @@
 """``seqframe bench``: training-step speed of every cell and backend, as ratios to torch.nn.
 
-Each candidate is timed for one training step (forward + backward) on the
-same data, interleaved with the torch.nn fused kernel of its family (LSTM,
-GRU or RNN) in the same run, repetition after repetition, so that drifts of
-the machine hit all of them alike; the table gives the median and minimum
-time and the ratio of medians to that reference. It also times the spec's
-Keras example per epoch through ``seqframe-train`` against a plain PyTorch
-loop, and the start-up of the commands against ``import torch``.
+The candidates are the registry's: every installed cell on each backend, timed
+for one training step (forward + backward) on the same data, interleaved with
+the torch.nn fused kernel of its family in the same run, repetition after
+repetition, so that drifts of the machine hit all of them alike. The family
+comes from what the cell declares (:func:`family_of`: a cell state -> LSTM,
+gates -> GRU, neither -> RNN). The table gives the median and minimum time and
+the ratio of medians to that reference. Cells with a sequence path of their
+own (``scan``) are also timed against their own step loop on long sequences.
+It also times the spec's Keras example per epoch through ``seqframe-train``
+against a plain PyTorch loop, and the start-up of the commands against
+``import torch``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -35,32 +39,6 @@ SIZES = {  # name: (batch, time, input, hidden)
     "large": (128, 200, 128, 512),
 }
 REFERENCES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
-
-
-class EquationsLSTM(seqframe.Cell):
-    """The spec's LSTM written only as equations (no ``scan``): what a plugin author writes."""
-
-    name = "equations_lstm"
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size)
-        self.weight_ih = nn.Parameter(torch.randn(4 * hidden_size, input_size) * 0.1)
-        self.weight_hh = nn.Parameter(torch.randn(4 * hidden_size, hidden_size) * 0.1)
-        self.bias = nn.Parameter(torch.zeros(4 * hidden_size))
-
-    def project(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight_ih, self.bias)
-
-    def initial_state(self, batch: int, device=None, dtype=None):
-        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return zeros, zeros.clone()
-
-    def step(self, p_t: Tensor, state):
-        h, c = state
-        i, f, g, o = torch.addmm(p_t, h, self.weight_hh.t()).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, (h, c)
 
 
 @dataclass
@@ -78,28 +56,43 @@ def _recurrent(cell, backend: str, **options) -> Callable[[int, int], nn.Module]
     return lambda i, h: seqframe.Recurrent(cell, i, h, backend=backend, cell_options=options)
 
 
-def candidates(families: Sequence[str], with_compile: bool) -> List[Candidate]:
-    """Every (family, cell, backend) to time, the torch.nn reference first in each family."""
-    installed = {info.name for info in seqframe.list_cells()}
+def family_of(cell: Type[seqframe.Cell]) -> str:
+    """The torch.nn kernel a cell is timed against, from the structure it declares (``gates``,
+    ``has_cell_state``): a cell state makes it LSTM-like, gates without one GRU-like (minGRU too),
+    no gates a plain RNN. The built-in lstm, gru and rnn land on their own kernels."""
+    if cell.has_cell_state:
+        return "lstm"
+    return "gru" if cell.gates > 0 else "rnn"
+
+
+def parse_variant(text: str) -> Tuple[str, Dict[str, Any]]:
+    """``CELL:KEY=VALUE[,KEY=VALUE]`` -> ``(cell, options)``; values read as JSON when they parse
+    (``3``, ``0.5``, ``true``), else kept as strings (``parallel``)."""
+    name, sep, rest = text.partition(":")
+    pairs = [item.partition("=") for item in rest.split(",")] if sep else []
+    if not name or not pairs or any(not key or not eq for key, eq, _ in pairs):
+        raise ValueError(f"--variant {text!r}: write CELL:KEY=VALUE[,KEY=VALUE], e.g. mycell:scan_method=parallel")
+
+    def value(raw: str) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+
+    return name, {key: value(raw) for key, _, raw in pairs}
+
+
+def _variant_label(name: str, options: Dict[str, Any]) -> str:
+    return name + "".join(f" {k}={v}" for k, v in options.items())
+
+
+def candidates(
+    families: Sequence[str], with_compile: bool, variants: Sequence[Tuple[str, Dict[str, Any]]] = ()
+) -> List[Candidate]:
+    """Every installed cell on every backend, plus each variant (a cell with options, on ``auto``),
+    grouped by family with the torch.nn reference first."""
     backends = ["auto", "loop"] + (["compile"] if with_compile else [])
-    rows: Dict[str, List[Candidate]] = {
-        "lstm": [Candidate("lstm", f"{c} ({b})", _recurrent(c, b), b) for c in ("lstm",) for b in backends]
-        + [Candidate("lstm", f"equations-only LSTM ({b})", _recurrent(EquationsLSTM, b), b) for b in backends]
-        + [
-            Candidate("lstm", f"{c} ({b})", _recurrent(c, b), b)
-            for c in ("peephole_lstm", "layernorm_lstm")
-            if c in installed
-            for b in ("auto",)
-        ],
-        "gru": [Candidate("gru", f"gru spec form ({b})", _recurrent("gru", b), b) for b in backends]
-        + [Candidate("gru", f"gru reset_after ({b})", _recurrent("gru", b, reset_after=True), b) for b in ("auto",)]
-        + [
-            Candidate("gru", f"mingru ({b})", _recurrent("mingru", b), b)
-            for b in ("auto", "loop")
-            if "mingru" in installed
-        ],
-        "rnn": [Candidate("rnn", f"rnn ({b})", _recurrent("rnn", b), b) for b in backends],
-    }
+    classes = {info.name: info.cls for info in seqframe.list_cells()}
     chosen = []
     for family in families:
         reference = REFERENCES[family]
@@ -111,7 +104,13 @@ def candidates(families: Sequence[str], with_compile: bool) -> List[Candidate]:
                 "reference",
             )
         )
-        chosen.extend(rows[family])
+        mine = [name for name, cls in classes.items() if family_of(cls) == family]
+        chosen += [Candidate(family, f"{name} ({b})", _recurrent(name, b), b) for name in mine for b in backends]
+        chosen += [
+            Candidate(family, f"{_variant_label(name, options)} (auto)", _recurrent(name, "auto", **options), "auto")
+            for name, options in variants
+            if name in mine
+        ]
     return chosen
 
 
@@ -156,10 +155,16 @@ def _median_ms(times: Sequence[float]) -> float:
     return statistics.median(times) * 1e3
 
 
-def step_table(size_names: Sequence[str], families: Sequence[str], repeat: int, with_compile: bool) -> List[dict]:
+def step_table(
+    size_names: Sequence[str],
+    families: Sequence[str],
+    repeat: int,
+    with_compile: bool,
+    variants: Sequence[Tuple[str, Dict[str, Any]]] = (),
+) -> List[dict]:
     results = []
     for size_name in size_names:
-        rows = candidates(families, with_compile and size_name != "large")
+        rows = candidates(families, with_compile and size_name != "large", variants)
         time_candidates(rows, SIZES[size_name], repeat)
         reference = {r.family: _median_ms(r.times) for r in rows if r.backend == "reference"}
         for row in rows:
@@ -182,36 +187,50 @@ def step_table(size_names: Sequence[str], families: Sequence[str], repeat: int, 
     return results
 
 
-def scan_table(repeat: int, lengths: Sequence[int] = (100, 1000)) -> List[dict]:
-    """minGRU's scans against its own step loop (B=64, I=32, H=128), where the plugin is installed."""
-    if "mingru" not in {info.name for info in seqframe.list_cells()}:
-        return []
+SCAN_SIZE = (64, 32, 128)  # batch, input, hidden of the scan table; its time sizes are its lengths
+
+
+def scanning_cells() -> List[str]:
+    """The installed cells with a sequence path of their own (``scan``: a fused kernel, or a
+    sequential or parallel scan of a linear recurrence), in registry order."""
+    _, inputs, hidden = SCAN_SIZE
+    return [info.name for info in seqframe.list_cells() if info.cls(inputs, hidden).has_scan()]
+
+
+def scan_table(
+    repeat: int, lengths: Sequence[int] = (100, 1000), variants: Sequence[Tuple[str, Dict[str, Any]]] = ()
+) -> List[dict]:
+    """Each scanning cell's scan (and variants) against its own step loop on long sequences."""
+    batch, inputs, hidden = SCAN_SIZE
     results = []
-    for steps in lengths:
-        rows = [
-            Candidate("mingru", f"mingru {label}", _recurrent("mingru", backend, scan_method=method), backend)
-            for label, backend, method in (
-                ("step loop", "loop", "auto"),
-                ("sequential scan", "auto", "sequential"),
-                ("parallel scan", "auto", "parallel"),
-            )
-        ]
-        time_candidates(rows, (64, steps, 32, 128), repeat)
-        loop_ms = _median_ms(rows[0].times)
-        for row in rows:
-            results.append(
-                {
-                    "T": steps,
-                    "model": row.label,
-                    "median_ms": _median_ms(row.times),
-                    "min_ms": min(row.times) * 1e3,
-                    "ratio": _median_ms(row.times) / loop_ms,
-                }
-            )
-            print(
-                f"  T={steps:<5d} {row.label:38s} {results[-1]['median_ms']:9.2f} ms  x{results[-1]['ratio']:.2f}",
-                flush=True,
-            )
+    for name in scanning_cells():
+        for steps in lengths:
+            rows = [
+                Candidate(name, f"{name} step loop", _recurrent(name, "loop"), "loop"),
+                Candidate(name, f"{name} scan", _recurrent(name, "auto"), "auto"),
+            ]
+            rows += [
+                Candidate(name, f"{_variant_label(name, options)} scan", _recurrent(name, "auto", **options), "auto")
+                for variant, options in variants
+                if variant == name
+            ]
+            time_candidates(rows, (batch, steps, inputs, hidden), repeat)
+            loop_ms = _median_ms(rows[0].times)
+            for row in rows:
+                results.append(
+                    {
+                        "T": steps,
+                        "cell": name,
+                        "model": row.label,
+                        "median_ms": _median_ms(row.times),
+                        "min_ms": min(row.times) * 1e3,
+                        "ratio": _median_ms(row.times) / loop_ms,
+                    }
+                )
+                print(
+                    f"  T={steps:<5d} {row.label:38s} {results[-1]['median_ms']:9.2f} ms  x{results[-1]['ratio']:.2f}",
+                    flush=True,
+                )
     return results
 
 
@@ -325,7 +344,9 @@ def seqframe_train_epoch_times(epochs: int, *overrides: str) -> List[float]:
             capture_output=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
-        return json.loads((Path(tmp) / "run" / "summary.json").read_text())["epoch_times"]
+        from seqframe.harness.rundir import RunDir
+
+        return RunDir(Path(tmp) / "run").read_summary().epoch_times
 
 
 GROUPED = 13  # the seed example's 100 sequences in batches of 8: one Lightning step per epoch
@@ -364,6 +385,7 @@ def startup_table(repeat: int) -> dict:
     bin_dir = Path(sys.executable).parent
     return {
         "import torch": _wall([sys.executable, "-c", "import torch"], repeat),
+        "seqframe --help": _wall([str(bin_dir / "seqframe"), "--help"], repeat),
         "seqframe cells": _wall([str(bin_dir / "seqframe"), "cells"], repeat),
         "seqframe-train --help": _wall([str(bin_dir / "seqframe-train"), "--help"], repeat),
     }
@@ -407,7 +429,7 @@ def to_markdown(report: dict) -> str:
     if report.get("scans"):
         lines += [
             "",
-            "## minGRU: its scans against its own step loop (B=64, I=32, H=128, training step)",
+            "## Scans against the same cell's step loop (B={} I={} H={}, training step)".format(*SCAN_SIZE),
             "",
             "| T | model | median ms | min ms | ratio to the step loop |",
             "| ---: | --- | ---: | ---: | ---: |",
@@ -451,6 +473,7 @@ def run(
     markdown: Optional[Path],
     threads: int = 1,
     scans: bool = True,
+    variants: Sequence[Tuple[str, Dict[str, Any]]] = (),
 ) -> dict:
     """Run the selected tables, print the markdown, and write it (and JSON) where asked."""
     torch.set_num_threads(threads)
@@ -458,10 +481,10 @@ def run(
         "command": "seqframe bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "steps": step_table(sizes, families, repeat, with_compile),
+        "steps": step_table(sizes, families, repeat, with_compile, variants),
     }
     if scans:
-        report["scans"] = scan_table(repeat)
+        report["scans"] = scan_table(repeat, variants=variants)
     if harness:
         report["harness"] = harness_table(epochs=21)
     if startup:

@@ -1,6 +1,10 @@
-"""The ``seqframe`` command: sub-commands that inspect and manage cells.
+"""The ``seqframe`` command: train, evaluate, predict, export, report, bench, and manage cells.
 
-It must stay light: nothing here imports Lightning or Hydra.
+``seqframe train|eval|predict ARGS`` are exactly ``seqframe-train|-eval|-predict ARGS``
+(those names stay as aliases): their arguments are handed on untouched, so
+Hydra's ``--help``, ``--cfg job``, ``-m`` and overrides work after ``seqframe train``.
+It must stay light: importing this module and printing its help imports
+neither torch nor Lightning nor Hydra (each sub-command imports what it needs).
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ import argparse
 import fnmatch
 import json
 import sys
+from importlib import import_module
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REFERENCE_SIZE = (8, 16)  # the spec's Keras example: 8 features, 16 units
 
@@ -80,15 +85,20 @@ def cmd_new_cell(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from seqframe.tools.bench import SIZES, run
+    from seqframe.tools.bench import REFERENCES, SIZES, parse_variant, run
 
-    sizes = args.sizes.split(",")
-    unknown = [s for s in sizes if s not in SIZES]
-    if unknown:
-        raise SystemExit(f"seqframe bench: unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
+    sizes, families = args.sizes.split(","), args.families.split(",")
+    for option, given, known in (("--sizes", sizes, SIZES), ("--families", families, REFERENCES)):
+        unknown = [s for s in given if s not in known]
+        if unknown:
+            raise SystemExit(f"seqframe bench: {option}: unknown {unknown}; choose from {', '.join(known)}")
+    try:
+        variants = [parse_variant(text) for text in args.variant]
+    except ValueError as exc:
+        raise SystemExit(f"seqframe bench: {exc}") from None
     run(
         sizes,
-        args.families.split(","),
+        families,
         args.repeat,
         args.compile,
         not args.no_harness,
@@ -96,6 +106,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else None,
         Path(args.markdown) if args.markdown else None,
         args.threads,
+        scans=not args.no_scans,
+        variants=variants,
     )
     return 0
 
@@ -119,9 +131,76 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_SCRIPT = "seqframe-train"
+PASSED_ON: Dict[str, Tuple[str, str]] = {  # sub-command: (the module whose main() it runs, its help)
+    "train": ("seqframe.harness.app", "train a model, e.g. cell=lstm data=adding (= seqframe-train)"),
+    "eval": ("seqframe.runs.evaluate", "a trained run's metrics, on its data or a file (= seqframe-eval)"),
+    "predict": ("seqframe.runs.predict", "a trained run's answers for a new file (= seqframe-predict)"),
+}
+
+
+def train_program() -> str:
+    """``argv[0]`` for the Hydra app: the ``seqframe-train`` script beside this one, so that Hydra's
+    messages name a command that exists and Lightning's DDP launcher, which starts the other ranks
+    as ``argv[0] argv[1:]``, re-runs the training and not the ``seqframe`` dispatcher."""
+    for folder in (Path(sys.argv[0]).parent, Path(sys.executable).parent):
+        if (folder / TRAIN_SCRIPT).is_file():
+            return str(folder / TRAIN_SCRIPT)
+    return TRAIN_SCRIPT
+
+
+def pass_on(command: str, arguments: List[str]) -> int:
+    """Run ``seqframe COMMAND ARGS`` as the command it stands for, with ``ARGS`` untouched."""
+    module = import_module(PASSED_ON[command][0])
+    if command != "train":
+        return module.main(arguments, prog=f"seqframe {command}")
+    saved = sys.argv
+    sys.argv = [train_program(), *arguments]  # the Hydra app reads its command line from sys.argv
+    try:
+        module.main()
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqframe", description="Inspect and manage seqframe cells.")
+    parser = argparse.ArgumentParser(
+        prog="seqframe",
+        description="Train recurrent models, use them, and manage the cells they are made of.",
+        epilog="`seqframe COMMAND --help` shows a command's own options (train: Hydra's help and config groups).",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in PASSED_ON.items():  # listed here; main() hands their arguments on unparsed
+        commands.add_parser(name, help=help_text, add_help=False)
+    export = commands.add_parser("export", help="write a trained model that runs without seqframe (pt2 or ONNX)")
+    export.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
+    export.add_argument("--format", choices=("pt2", "onnx"), default="pt2", help="pt2: torch.export; onnx: onnxruntime")
+    export.add_argument("--out", help="the file to write (default: RUN/export/model.FORMAT)")
+    export.add_argument("--max-len", type=int, help="the time size of the exported model (default: the data's max_len)")
+    export.set_defaults(handler=cmd_export)
+    report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
+    report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
+    report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
+    report.set_defaults(handler=cmd_report)
+    bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
+    bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
+    bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")
+    bench.add_argument("--repeat", type=int, default=7, help="timed repetitions per model (interleaved)")
+    bench.add_argument("--compile", action="store_true", help="also time backend=compile (slow to start)")
+    bench.add_argument("--no-harness", action="store_true", help="skip the seqframe-train vs plain loop epoch")
+    bench.add_argument("--no-startup", action="store_true", help="skip the start-up times")
+    bench.add_argument("--no-scans", action="store_true", help="skip the cells' own scans against their step loops")
+    bench.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="CELL:KEY=VALUE",
+        help="also time a cell with these options, e.g. mingru:scan_method=parallel (repeatable)",
+    )
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the targets)")
+    bench.add_argument("--out", help="write bench.json and bench.md into this folder")
+    bench.add_argument("--markdown", help="also write the markdown table to this file (docs/benchmarks.md)")
+    bench.set_defaults(handler=cmd_bench)
     cells = commands.add_parser("cells", help="list the installed cells and broken plugins")
     cells.add_argument("pattern", nargs="?", default="*", help="only cells whose name matches (glob, e.g. 'gru*')")
     cells.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -130,34 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold.add_argument("name", help="the cell's name, as users will type it: cell=NAME")
     scaffold.add_argument("--dir", default=".", help="where to create the package folder (default: here)")
     scaffold.set_defaults(handler=cmd_new_cell)
-    report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
-    report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
-    report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
-    report.set_defaults(handler=cmd_report)
-    export = commands.add_parser("export", help="write a trained model that runs without seqframe (pt2 or ONNX)")
-    export.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
-    export.add_argument("--format", choices=("pt2", "onnx"), default="pt2", help="pt2: torch.export; onnx: onnxruntime")
-    export.add_argument("--out", help="the file to write (default: RUN/export/model.FORMAT)")
-    export.add_argument("--max-len", type=int, help="the time size of the exported model (default: the data's max_len)")
-    export.set_defaults(handler=cmd_export)
-    bench = commands.add_parser("bench", help="time every cell and backend against torch.nn's fused kernels")
-    bench.add_argument("--sizes", default="spec,medium,large", help="comma-separated: spec, medium, large")
-    bench.add_argument("--families", default="lstm,gru,rnn", help="comma-separated: lstm, gru, rnn")
-    bench.add_argument("--repeat", type=int, default=7, help="timed repetitions per model (interleaved)")
-    bench.add_argument("--compile", action="store_true", help="also time backend=compile (slow to start)")
-    bench.add_argument("--no-harness", action="store_true", help="skip the seqframe-train vs plain loop epoch")
-    bench.add_argument("--no-startup", action="store_true", help="skip the start-up times")
-    bench.add_argument("--no-scans", action="store_true", help="skip minGRU's scans against its step loop")
-    bench.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the targets)")
-    bench.add_argument("--out", help="write bench.json and bench.md into this folder")
-    bench.add_argument("--markdown", help="also write the markdown table to this file (docs/benchmarks.md)")
-    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console script ``seqframe``: run the sub-command named first on the command line."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in PASSED_ON:
+        return pass_on(arguments[0], arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     handler: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

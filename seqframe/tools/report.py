@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from seqframe.harness.rundir import CPU, ELAPSED, SUMMARY_FILE, read_summary
+from seqframe.harness.rundir import CPU, ELAPSED, SUMMARY_FILE, RunDir, RunSummary
 
 Point = Tuple[int, int, float, Optional[float], Optional[float]]  # epoch, step, value, wall s, CPU s
 
@@ -56,7 +56,7 @@ def _natural(path: Path) -> tuple:
 
 def key_overrides(run_dir: Path) -> str:
     """The run's command-line overrides that tell it apart (Hydra's own settings left out)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
+    path = RunDir(run_dir).overrides_file
     if not path.is_file():
         return ""
     lines = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
@@ -66,7 +66,7 @@ def key_overrides(run_dir: Path) -> str:
 def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
     """``(epoch, step, value, wall seconds, CPU seconds)`` of the monitored metric from metrics.csv, in
     order; the seconds (since fitting started, logged with each validation) are None in older runs."""
-    path = run_dir / "metrics.csv"
+    path = RunDir(run_dir).metrics_file
     if not path.is_file() or not monitor:
         return []
     curve = []
@@ -78,21 +78,21 @@ def _validation_curve(run_dir: Path, monitor: str) -> List[Point]:
     return curve
 
 
-def _seconds(summary: Dict[str, Any], epoch: int, elapsed: Optional[float]) -> Optional[float]:
+def _seconds(summary: RunSummary, epoch: int, elapsed: Optional[float]) -> Optional[float]:
     """Wall seconds at a validation: its logged clock, else the end of its epoch (older runs)."""
     if elapsed is not None:
         return elapsed
-    epoch_times = summary.get("epoch_times") or []
+    epoch_times = summary.epoch_times or []
     return sum(epoch_times[: epoch + 1]) if len(epoch_times) > epoch else None
 
 
-def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any, Any, Any]:
+def time_to_target(summary: RunSummary, curve: Sequence[Point]) -> Tuple[Any, Any, Any]:
     """Steps, wall seconds and CPU seconds until the monitored validation metric first reached the
     task's target."""
-    target = summary.get("target")
+    target = summary.target
     if target is None:
         return None, None, None
-    maximise = summary.get("monitor_mode") == "max"
+    maximise = summary.monitor_mode == "max"
     for epoch, step, value, elapsed, cpu in curve:
         if (value >= target) if maximise else (value <= target):
             return step, _seconds(summary, epoch, elapsed), cpu
@@ -100,29 +100,29 @@ def time_to_target(summary: Dict[str, Any], curve: Sequence[Point]) -> Tuple[Any
 
 
 def run_row(run_dir: Path) -> Dict[str, Any]:
-    summary = read_summary(run_dir) or {"status": "missing"}
-    monitor = summary.get("monitor") or ""
+    summary = RunDir(run_dir).read_summary() or RunSummary(status="missing")
+    monitor = summary.monitor or ""
     metric = monitor.split("/", 1)[-1]
     curve = _validation_curve(run_dir, monitor)
     steps, seconds, cpu_seconds = time_to_target(summary, curve)
     return {
         "_curve": [(step, _seconds(summary, epoch, elapsed), value) for epoch, step, value, elapsed, _ in curve],
         "run": str(run_dir),
-        "cell": summary.get("cell"),
-        "task": summary.get("data"),
+        "cell": summary.cell,
+        "task": summary.data,
         "overrides": key_overrides(run_dir),
-        "parameters": summary.get("parameters"),
-        "gates": summary.get("gates"),
-        "cell_state": summary.get("has_cell_state"),
-        "time_per_epoch_s": summary.get("time_per_epoch"),
+        "parameters": summary.parameters,
+        "gates": summary.gates,
+        "cell_state": summary.has_cell_state,
+        "time_per_epoch_s": summary.time_per_epoch,
         "steps_to_target": steps,
         "time_to_target_s": seconds,
         "cpu_to_target_s": cpu_seconds,
         "monitor": monitor,
-        "best_val": summary.get("best_val"),
-        "test": (summary.get("test") or {}).get(f"test/{metric}"),
-        "baseline": (summary.get("baseline") or {}).get(metric),
-        "status": summary.get("status"),
+        "best_val": summary.best_val,
+        "test": (summary.test or {}).get(f"test/{metric}"),
+        "baseline": (summary.baseline or {}).get(metric),
+        "status": summary.status,
     }
 
 
