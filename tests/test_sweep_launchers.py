@@ -139,3 +139,13 @@ def test_a_missing_extra_is_named_with_its_install_command(monkeypatch):
     with pytest.raises(SeqframeError, match=r"hparams_search=adding_optuna needs the optuna extra: pip install"):
         extras.check_extras(["hparams_search=adding_optuna"])
     extras.check_extras(["cell=gru", "experiment=compare_cells"])  # installed here: no complaint
+
+
+def test_tensorboard_logging_without_tensorboard_names_the_extra(monkeypatch):
+    """logger=many and logger=tensorboard need the tensorboard package (set-up does not install it)."""
+    monkeypatch.setattr(extras, "_installed", lambda module: module != "tensorboard")
+    for choice in ("logger=many", "logger=tensorboard"):
+        expected = rf"{choice} needs the tensorboard extra: pip install 'seqframe\[tensorboard\]'"
+        with pytest.raises(SeqframeError, match=expected):
+            extras.check_extras([choice])
+    extras.check_extras(["logger=csv"])

@@ -85,6 +85,7 @@ class TaskDataModule(pl.LightningDataModule):
     """
 
     collate_fn: Optional[Callable] = None  # how a loader batches items (file data pads per batch)
+    report: Optional[Dict[str, Any]] = None  # what reading files found (rows, sequences, dropped): summary.json
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0, shuffle: bool = True) -> None:
         super().__init__()

@@ -16,6 +16,8 @@ NEEDS: Dict[str, Tuple[str, str]] = {
     "hparams_search=": ("optuna", "optuna"),
     "hydra/sweeper=optuna": ("optuna", "optuna"),
     "hardware=slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),  # slurm and slurm_local
+    "logger=tensorboard": ("tensorboard", "tensorboard"),
+    "logger=many": ("tensorboard", "tensorboard"),  # csv and tensorboard
 }
 
 

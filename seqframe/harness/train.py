@@ -106,7 +106,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             task=spec.as_dict(),
             cell=OmegaConf.to_container(cfg.cell, resolve=True),
             **OmegaConf.to_container(cfg.model, resolve=True),
-            data_state=getattr(datamodule, "data_state", None),
+            data_state=datamodule.data_state,
         )
         steps_per_execution = int(cfg.get("steps_per_execution") or 1)
         overrides = execution.configure(model, datamodule, steps_per_execution, cfg.trainer)
@@ -131,7 +131,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             paths=model.rnn.paths(),
             gates=model.rnn.cells[0].gates,
             has_cell_state=model.rnn.cells[0].has_cell_state,
-            data_report=getattr(datamodule, "report", None),
+            data_report=datamodule.report,
         )
         if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop
             return summary.to_dict()
