@@ -10,7 +10,7 @@ from runs import attempt, run, summary, tiny
 from seqframe.errors import SeqframeError
 from seqframe.harness import config_check
 from seqframe.harness.cell_configs import register_cell_configs
-from seqframe.harness.config_check import check_command_line
+from seqframe.harness.command_line import check_command_line, is_override
 from seqframe.harness.train import config_dir
 
 CONF = config_dir()
@@ -98,7 +98,7 @@ COMMON_TRAINER_KEYS = [
 
 def composed(argv):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[a for a in argv if config_check.is_override(a)])
+        return compose("config", overrides=[a for a in argv if is_override(a)])
 
 
 def test_common_trainer_keys_need_no_plus():

@@ -11,7 +11,8 @@ from runs import attempt, tiny
 from seqframe.core.options import type_mismatch
 from seqframe.errors import SeqframeError
 from seqframe.harness.cell_configs import register_cell_configs
-from seqframe.harness.config_check import ConfigError, check_command_line, check_config
+from seqframe.harness.command_line import check_command_line
+from seqframe.harness.config_check import ConfigError, check_config
 from seqframe.harness.model import SequenceModel
 from seqframe.harness.schema import ModelConfig
 from seqframe.harness.train import config_dir

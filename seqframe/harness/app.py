@@ -104,7 +104,7 @@ def main() -> None:
 
     from seqframe.errors import SeqframeError
     from seqframe.harness.cell_configs import register_cell_configs
-    from seqframe.harness.config_check import check_command_line
+    from seqframe.harness.command_line import check_command_line
     from seqframe.harness.distributed import check_run_dir_is_pinned
     from seqframe.harness.optional_dependencies import expose_checkout_hydra_plugins
 
