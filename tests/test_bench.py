@@ -1,5 +1,5 @@
 """`seqframe bench`: its candidates come from the registry, its options reach the run, and end to end
-on the smallest setting: the table, the files, the ratios."""
+on the smallest setting: the table, the files, the ratios; the length sweep on short lengths."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import seqframe
-from seqframe.tools import bench, cli
+from seqframe.tools import bench, bench_lengths, cli
 
 
 def test_candidates_are_every_installed_cell_against_its_family_reference():
@@ -42,9 +42,21 @@ def test_command_line_options_reach_the_run(monkeypatch):
     assert cli.main(["bench", "--sizes", "spec"]) == 0
     assert [c["scans"] for c in calls] == [False, True]
     assert calls[0]["variants"] == [("gru", {"reset_after": True})] and calls[1]["variants"] == []
+    assert calls[0]["lengths"] == bench_lengths.LengthSweep((100, 1000, 10000), (64, 32, 128), max_repeat=7)
+    assert calls[0]["steps"] and calls[0]["lengths"].flush_denormal  # the full run includes the sweep
+    argv = ["--only", "lengths", "--lengths", "5,10", "--length-shape", "2,3,4", "--repeat", "2"]
+    assert cli.main(["bench", *argv, "--no-flush-denormal", "--time-checkpoint", "3"]) == 0
+    assert calls[2]["lengths"] == bench_lengths.LengthSweep((5, 10), (2, 3, 4), False, 3, max_repeat=2)
+    assert not (calls[2]["steps"] or calls[2]["scans"] or calls[2]["harness"]) and not calls[2]["startup"]
+    assert cli.main(["bench", "--no-lengths", "--no-steps"]) == 0
+    assert calls[3]["lengths"] is None and not calls[3]["steps"] and calls[3]["scans"]
     refusals = {
         ("--families", "lstm,tcn"): "--families: unknown ['tcn']; choose from lstm, gru, rnn",
         ("--variant", "x"): "--variant 'x': write CELL:KEY=VALUE",
+        ("--only", "lengths,speed"): "--only: unknown ['speed']; choose from steps, scans, harness, startup, lengths",
+        ("--lengths", "100,0"): "--lengths: write positive integers separated by commas, got '100,0'",
+        ("--length-shape", "64,32"): "--length-shape: write 3 positive integer(s) separated by commas",
+        ("--time-checkpoint", "x"): "--time-checkpoint: write 1 positive integer(s)",
     }
     for bad, message in refusals.items():
         with pytest.raises(SystemExit) as refused:
@@ -67,6 +79,7 @@ def test_bench_writes_the_table_with_ratios_to_torch_nn(tmp_path):
             "3",
             "--no-startup",
             "--no-scans",
+            "--no-lengths",
             "--out",
             str(tmp_path / "out"),
             "--markdown",
@@ -92,3 +105,40 @@ def test_bench_writes_the_table_with_ratios_to_torch_nn(tmp_path):
     text = markdown.read_text()
     assert "| spec (B=8 T=10 I=8 H=16) | rnn | rnn (auto) | auto |" in text and report["machine"] in text
     assert "scans" not in report and "## Scans" not in text  # --no-scans
+    assert "lengths" not in report and "## Length" not in text  # --no-lengths
+
+
+SHAPE = (64, 32, 128)  # the sweep's own B, I, H: large enough that a step's memory shows at T=5
+
+
+def test_length_sweep_measures_every_model_per_time_step_and_its_memory():
+    sweep = bench_lengths.LengthSweep((5, 10), SHAPE, max_repeat=2, budget_s=0.5)
+    table = bench_lengths.length_table(sweep, ["lstm", "gru", "rnn"])
+    rows = {(r["T"], r["model"]): r for r in table["rows"]}
+    names = [f"torch.nn.{f} (fused)" for f in ("LSTM", "GRU", "RNN")]
+    names += [f"{info.name} (auto)" for info in seqframe.list_cells()]
+    assert set(rows) == {(t, name) for t in (5, 10) for name in names}
+    for (steps, name), row in rows.items():
+        assert row["ms_per_step"] > 0 and row["peak_mb"] > 0 and 1 <= row["repeat"] <= 2, (steps, name)
+        assert row["flushed"]  # the sweep's default: subnormals flushed to zero in the worker
+        assert abs(row["ms_per_step"] * steps - row["step_ms"]) < 1e-9 * row["step_ms"]
+        reference = rows[(steps, f"torch.nn.{row['family'].upper()} (fused)")]
+        assert abs(row["ratio"] - row["ms_per_step"] / reference["ms_per_step"]) < 1e-9
+    for name in names:  # twice the steps, more kept for the backward pass
+        assert rows[(10, name)]["peak_mb"] > rows[(5, name)]["peak_mb"], name
+    text = "\n".join(bench_lengths.to_markdown(table))
+    assert "## Length: training step per time step, B=64 I=32 H=128, subnormals flushed" in text
+    assert "| model | T=5 | T=10 |" in text and "| torch.nn.GRU (fused) | " in text and "(1.00; n=" in text
+
+
+def test_time_checkpoint_bounds_the_sweeps_memory():
+    """``--time-checkpoint`` reaches the cells: at T=64 keeping every 8th state holds less than all 64."""
+    assert bench_lengths.supports_time_checkpoint()
+    lstm = bench_lengths.Model("lstm", "lstm", "auto")
+    peaks = {}
+    for checkpoint in (None, 8):
+        sweep = bench_lengths.LengthSweep((64,), SHAPE, False, checkpoint, max_repeat=1, budget_s=0.1)
+        result = bench_lengths.run_model(lstm, 64, sweep)
+        assert not result["flushed"]  # flush_denormal=False reaches the worker
+        peaks[checkpoint] = result["peak_mb"]
+    assert 0 < peaks[8] < 0.7 * peaks[None], peaks

@@ -18,6 +18,14 @@ one, else ``loop`` — never a long compilation the user did not ask for;
 ``loop`` forces the reference loop; ``compile`` forces the compiled loop.
 All paths give the same numbers (tested); :meth:`Recurrent.paths` tells
 which path runs, and it is logged when the layer is built.
+
+``time_checkpoint=K`` bounds the memory of long sequences: while autograd
+records, each layer and direction runs its path on chunks of ``K`` steps,
+each under :func:`torch.utils.checkpoint.checkpoint`, so the backward pass
+keeps only the states at chunk boundaries (and the layer outputs) and
+recomputes one chunk's activations at a time. Any path works unchanged,
+fused library kernels and hand-written ones included, since each takes a
+starting state; the numbers are those of the plain path.
 """
 
 from __future__ import annotations
@@ -25,14 +33,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import numbers
 from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from seqframe.core.cell import Cell, State
 from seqframe.core.options import check_options
-from seqframe.core.state import stack_states, unstack_state
+from seqframe.core.state import map_state, stack_states, unstack_state
 from seqframe.kernels import run_steps, step_mask
 
 logger = logging.getLogger("seqframe")
@@ -83,6 +93,69 @@ def compiled_sequence() -> Callable[..., Tuple[Tensor, State]]:
     return _compiled_sequence
 
 
+def run_path(
+    path: str, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
+) -> Tuple[Tensor, State]:
+    """One layer and direction over ``x`` from ``state`` on ``path`` (see the module's docstring);
+    outputs at padded steps are left as the path made them."""
+    if path == "loop":
+        return project_and_run_steps(cell, x, state, keep)
+    if path == "compile":
+        return compiled_sequence()(cell, x, state, keep)
+    inp = x if path == "fused" else cell.project(x)
+    return cell.scan(inp, state) if lengths is None else cell.scan(inp, state, lengths=lengths)
+
+
+def _run_chunk(
+    path: str, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
+) -> Tuple[Tensor, State]:
+    """:func:`run_path` on one chunk of time, where ``lengths`` (steps left in this chunk) may be 0:
+    such sequences run one step (scans refuse empty ones) and get their state back unchanged.
+    The final state comes back as new tensors: a view (of the spec GRU kernel's ``[K, B, H]``
+    buffer, say) would keep the chunk's buffers alive until the backward pass."""
+    if lengths is None:
+        out, final = run_path(path, cell, x, state, None, keep)
+        return out, map_state(torch.clone, final)
+    out, final = run_path(path, cell, x, state, lengths.clamp(min=1), keep)
+    ran = (lengths > 0).to(x.device).unsqueeze(1)
+    return out, map_state(functools.partial(torch.where, ran), final, state)
+
+
+def run_checkpointed(
+    path: str,
+    cell: Cell,
+    x: Tensor,
+    state: State,
+    lengths: Optional[Tensor],
+    keep: Optional[Tensor],
+    chunk: int,
+) -> Tuple[Tensor, State]:
+    """:func:`run_path` over chunks of ``chunk`` steps, each recomputed in the backward pass
+    instead of keeping its activations: memory ~``T/chunk`` states plus one chunk's activations."""
+    outputs = []
+    steps = x.shape[1]
+    for start in range(0, steps, chunk):
+        stop = min(start + chunk, steps)
+        part_lengths = None if lengths is None else (lengths - start).clamp(0, stop - start)
+        part_keep = None if keep is None else keep[:, start:stop]
+        out, state = checkpoint(
+            _run_chunk, path, cell, x[:, start:stop], state, part_lengths, part_keep, use_reentrant=False
+        )
+        outputs.append(out)
+    return torch.cat(outputs, dim=1), state
+
+
+def check_time_checkpoint(value: Optional[int]) -> Optional[int]:
+    """``None`` or a positive int (steps per recomputed chunk); anything else is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"time_checkpoint must be a positive integer (steps per recomputed chunk) or None, got {value!r}"
+        )
+    return int(value)
+
+
 class Recurrent(nn.Module):
     """A multi-layer, optionally bidirectional recurrent network of any cell.
 
@@ -97,6 +170,12 @@ class Recurrent(nn.Module):
             start-up), ``loop`` (the plain step loop: the reference) or
             ``compile`` (the step loop through ``torch.compile``).
         cell_options: keyword options for the cell's constructor.
+        time_checkpoint: ``K`` steps per recomputed chunk, or None (keep
+            everything). While autograd records, only every ``K``-th state
+            and the layer outputs are kept for the backward pass, which runs
+            each chunk's forward again: about ``1/K`` of the per-step
+            activations for one extra forward pass. Same numbers; no effect
+            under ``torch.no_grad()`` or on sequences of at most ``K`` steps.
 
     ``forward(x, state=None, lengths=None)`` takes ``x`` ``[B, T, I]`` (batch
     first) and returns ``(outputs [B, T, D*H], final_state)``. States use
@@ -116,6 +195,7 @@ class Recurrent(nn.Module):
         dropout: float = 0.0,
         backend: str = "auto",
         cell_options: Optional[dict] = None,
+        time_checkpoint: Optional[int] = None,
     ) -> None:
         super().__init__()
         if int(num_layers) < 1:
@@ -127,6 +207,7 @@ class Recurrent(nn.Module):
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         self.num_layers, self.num_directions = int(num_layers), 2 if bidirectional else 1
         self.backend = backend
+        self.time_checkpoint = check_time_checkpoint(time_checkpoint)
         self.dropout = nn.Dropout(float(dropout)) if dropout else None
         factory = _cell_factory(cell, dict(cell_options or {}))
         self.cells = nn.ModuleList(
@@ -209,13 +290,11 @@ class Recurrent(nn.Module):
         self, i: int, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
     ) -> Tuple[Tensor, State]:
         path = self._path(i, lengths is not None)
-        if path == "loop":
-            out, final = project_and_run_steps(cell, x, state, keep)
-        elif path == "compile":
-            out, final = compiled_sequence()(cell, x, state, keep)
+        chunk = self.time_checkpoint
+        if chunk is None or x.shape[1] <= chunk or not torch.is_grad_enabled() or torch.compiler.is_exporting():
+            out, final = run_path(path, cell, x, state, lengths, keep)
         else:
-            inp = x if path == "fused" else cell.project(x)
-            out, final = cell.scan(inp, state) if lengths is None else cell.scan(inp, state, lengths=lengths)
+            out, final = run_checkpointed(path, cell, x, state, lengths, keep, chunk)
         if keep is not None:
             out = out.masked_fill(~keep, 0.0)
         return out, final

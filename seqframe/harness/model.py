@@ -48,6 +48,8 @@ class SequenceModel(pl.LightningModule):
         data_state: what the data module fitted on the training split (normalisation,
             classes, vocabulary) as plain values, kept in checkpoints so that
             evaluation, prediction and export read new data the same way.
+        time_checkpoint: keep every ``K``-th state of each layer and recompute the rest in the
+            backward pass (bounded memory on long sequences; see :class:`Recurrent`); None keeps all.
         metrics: build the stages' metrics; ``False`` for inference only (predict, export), which
             never updates them. Not a hyper-parameter: checkpoints do not record it.
     """
@@ -65,6 +67,7 @@ class SequenceModel(pl.LightningModule):
         optimizer: Optional[Dict[str, Any]] = None,
         scheduler: Optional[Dict[str, Any]] = None,
         data_state: Optional[Dict[str, Any]] = None,
+        time_checkpoint: Optional[int] = None,
         metrics: bool = True,
     ) -> None:
         super().__init__()
@@ -74,7 +77,9 @@ class SequenceModel(pl.LightningModule):
             raise ValueError(f"model.encoder={encoder!r} is not valid; choose one of {', '.join(ENCODERS)}")
         self.encoder, rnn_input = self._build_encoder(encoder, int(embed_dim))
         name, backend, options = split_cell_config(dict(cell))
-        self.rnn = Recurrent(name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options)
+        self.rnn = Recurrent(
+            name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options, time_checkpoint
+        )
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
         self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
         if metrics:

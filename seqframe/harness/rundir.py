@@ -99,6 +99,11 @@ class RunSummary:
     threads: Optional[int] = _field(
         "torch threads per process (`threads`; `auto` means 1, null torch's default). Set before fitting."
     )
+    flush_denormal: Optional[bool] = _field(
+        "Whether subnormal floats were flushed to zero in every torch compute thread (`flush_denormal`), "
+        "checked with a real product: false when off, on a CPU without the flag, or with `threads` above 1 "
+        "(torch sets it in its main thread only). Set before fitting."
+    )
     time_per_epoch: Optional[float] = _field("Mean wall seconds per training epoch. Set when fitting ends.")
     epoch_times: Optional[List[float]] = _field("Wall seconds of each training epoch. Set when fitting ends.")
     best_checkpoint: Optional[str] = _field(

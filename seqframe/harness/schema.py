@@ -34,6 +34,7 @@ class ModelConfig:
     embed_dim: int = bounded(minimum=1)
     optimizer: Optional[dict] = bounded()
     scheduler: Optional[dict] = bounded()
+    time_checkpoint: Optional[int] = bounded(minimum=1)
 
 
 @dataclass
@@ -48,5 +49,6 @@ class TopLevelConfig:
     resume: bool = bounded()
     on_nonfinite: str = bounded(choices=NONFINITE_ACTIONS)
     threads: Union[int, str, None] = bounded(minimum=1, choices=(THREADS_AUTO,))
+    flush_denormal: bool = bounded()
     steps_per_execution: int = bounded(minimum=1)
     model: ModelConfig = bounded()

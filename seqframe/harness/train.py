@@ -78,6 +78,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     from seqframe.harness.config_check import check_config
     from seqframe.harness.console import quiet_third_party
     from seqframe.harness.model import SequenceModel
+    from seqframe.harness.numerics import set_flush_denormal
     from seqframe.harness.reliability import fit_resumably, reliability_callbacks
     from seqframe.harness.threads import AUTO, set_threads
 
@@ -96,6 +97,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
     try:
         check_config(cfg, config_dir())
         summary.threads = set_threads(cfg.get("threads", AUTO))  # each process (rank, worker) its own
+        summary.flush_denormal = set_flush_denormal(cfg.get("flush_denormal", True))  # after threads: per thread
         quiet_third_party(output_dir, resuming=cfg.get("ckpt_path") is not None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         data_config, global_batch = without_global_batch_size(cfg.data)

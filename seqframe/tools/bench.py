@@ -9,8 +9,9 @@ gates -> GRU, neither -> RNN). The table gives the median and minimum time and
 the ratio of medians to that reference. Cells with a sequence path of their
 own (``scan``) are also timed against their own step loop on long sequences.
 It also times the spec's Keras example per epoch through ``seqframe-train``
-against a plain PyTorch loop, and the start-up of the commands against
-``import torch``.
+against a plain PyTorch loop, the start-up of the commands against
+``import torch``, and every model's cost per time step and peak memory at long
+sequences (:mod:`seqframe.tools.bench_lengths`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import seqframe
+from seqframe.tools import bench_lengths
 
 SIZES = {  # name: (batch, time, input, hidden)
     "spec": (8, 10, 8, 16),
@@ -114,11 +116,14 @@ def candidates(
     return chosen
 
 
-def _training_step(model: nn.Module, x: Tensor) -> Callable[[], None]:
+def training_step(model: nn.Module, x: Tensor, last_only: bool = False) -> Callable[[], None]:
+    """One training step as a closure; ``last_only``: the loss reads the last output only, so the
+    gradient of early steps flows back through every later one (the length sweep's case)."""
+
     def run() -> None:
         model.zero_grad(set_to_none=True)
         out, _ = model(x)
-        out.sum().backward()
+        (out[:, -1] if last_only else out).sum().backward()
 
     return run
 
@@ -137,7 +142,7 @@ def time_candidates(
     runs = []
     for row in rows:
         torch.manual_seed(0)
-        run = _training_step(row.build(inputs, hidden), x)
+        run = training_step(row.build(inputs, hidden), x)
         for _ in range(warmup):
             run()
         start = time.perf_counter()
@@ -414,14 +419,17 @@ def to_markdown(report: dict) -> str:
         f"Machine: {report['machine']}  ",
         f"Date: {report['date']}",
         "",
-        "## Training step (forward + backward), ratio to torch.nn's fused kernel of the family, same run",
-        "",
-        "Median and minimum over the repetitions, interleaved; ratio of medians (lower is faster).",
-        "",
-        "| size | family | model | backend | median ms | min ms | ratio |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
-    for r in report["steps"]:
+    if report.get("steps"):
+        lines += [
+            "## Training step (forward + backward), ratio to torch.nn's fused kernel of the family, same run",
+            "",
+            "Median and minimum over the repetitions, interleaved; ratio of medians (lower is faster).",
+            "",
+            "| size | family | model | backend | median ms | min ms | ratio |",
+            "| --- | --- | --- | --- | ---: | ---: | ---: |",
+        ]
+    for r in report.get("steps", []):
         lines.append(
             f"| {r['size']} ({r['shape']}) | {r['family']} | {r['model']} | {r['backend']} | "
             f"{r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['ratio']:.2f} |"
@@ -459,6 +467,8 @@ def to_markdown(report: dict) -> str:
         s = report["startup"]
         lines += ["", "## Start-up (wall time, median)", "", "| command | seconds |", "| --- | ---: |"]
         lines += [f"| `{k}` | {v:.2f} |" for k, v in s.items()]
+    if report.get("lengths"):
+        lines += bench_lengths.to_markdown(report["lengths"])
     return "\n".join(lines) + "\n"
 
 
@@ -474,21 +484,26 @@ def run(
     threads: int = 1,
     scans: bool = True,
     variants: Sequence[Tuple[str, Dict[str, Any]]] = (),
+    steps: bool = True,
+    lengths: Optional[bench_lengths.LengthSweep] = None,
 ) -> dict:
     """Run the selected tables, print the markdown, and write it (and JSON) where asked."""
     torch.set_num_threads(threads)
-    report = {
+    report: Dict[str, Any] = {
         "command": "seqframe bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "steps": step_table(sizes, families, repeat, with_compile, variants),
     }
+    if steps:
+        report["steps"] = step_table(sizes, families, repeat, with_compile, variants)
     if scans:
         report["scans"] = scan_table(repeat, variants=variants)
     if harness:
         report["harness"] = harness_table(epochs=21)
     if startup:
         report["startup"] = startup_table(repeat=3)
+    if lengths is not None:
+        report["lengths"] = bench_lengths.length_table(lengths, families, threads)
     text = to_markdown(report)
     print(text)
     if out:

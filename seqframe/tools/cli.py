@@ -84,11 +84,33 @@ def cmd_new_cell(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_TABLES = ("steps", "scans", "harness", "startup", "lengths")
+
+
+def _positive_ints(option: str, text: str, count: Optional[int] = None) -> Tuple[int, ...]:
+    """``"100,1000"`` -> ``[100, 1000]``; anything but positive integers (``count`` of them, if given)
+    is refused with the option's name."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1 or count not in (None, len(values)):
+        many = f"{count} positive integer(s)" if count else "positive integers"
+        raise SystemExit(f"seqframe bench: {option}: write {many} separated by commas, got {text!r}")
+    return values
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqframe.tools.bench import REFERENCES, SIZES, parse_variant, run
+    from seqframe.tools.bench_lengths import LengthSweep
 
     sizes, families = args.sizes.split(","), args.families.split(",")
-    for option, given, known in (("--sizes", sizes, SIZES), ("--families", families, REFERENCES)):
+    only = args.only.split(",") if args.only else [t for t in BENCH_TABLES if not getattr(args, f"no_{t}")]
+    for option, given, known in (
+        ("--sizes", sizes, SIZES),
+        ("--families", families, REFERENCES),
+        ("--only", only, BENCH_TABLES),
+    ):
         unknown = [s for s in given if s not in known]
         if unknown:
             raise SystemExit(f"seqframe bench: {option}: unknown {unknown}; choose from {', '.join(known)}")
@@ -96,18 +118,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         variants = [parse_variant(text) for text in args.variant]
     except ValueError as exc:
         raise SystemExit(f"seqframe bench: {exc}") from None
+    checkpoint = _positive_ints("--time-checkpoint", args.time_checkpoint, 1)[0] if args.time_checkpoint else None
+    lengths = LengthSweep(
+        _positive_ints("--lengths", args.lengths),
+        _positive_ints("--length-shape", args.length_shape, 3),
+        flush_denormal=not args.no_flush_denormal,
+        time_checkpoint=checkpoint,
+        max_repeat=args.repeat,
+    )
     run(
         sizes,
         families,
         args.repeat,
         args.compile,
-        not args.no_harness,
-        not args.no_startup,
-        Path(args.out) if args.out else None,
-        Path(args.markdown) if args.markdown else None,
-        args.threads,
-        scans=not args.no_scans,
+        harness="harness" in only,
+        startup="startup" in only,
+        out=Path(args.out) if args.out else None,
+        markdown=Path(args.markdown) if args.markdown else None,
+        threads=args.threads,
+        scans="scans" in only,
         variants=variants,
+        steps="steps" in only,
+        lengths=lengths if "lengths" in only else None,
     )
     return 0
 
@@ -190,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-harness", action="store_true", help="skip the seqframe-train vs plain loop epoch")
     bench.add_argument("--no-startup", action="store_true", help="skip the start-up times")
     bench.add_argument("--no-scans", action="store_true", help="skip the cells' own scans against their step loops")
+    bench.add_argument("--no-lengths", action="store_true", help="skip the length sweep")
+    bench.add_argument("--no-steps", action="store_true", help="skip the training-step table of --sizes")
+    bench.add_argument("--only", help=f"comma-separated: run only these tables of {', '.join(BENCH_TABLES)}")
+    bench.add_argument(
+        "--lengths", default="100,1000,10000", help="the length sweep's T (comma-separated; default 100,1000,10000)"
+    )
+    bench.add_argument("--length-shape", default="64,32,128", help="the length sweep's B,I,H (default 64,32,128)")
+    bench.add_argument(
+        "--no-flush-denormal",
+        action="store_true",
+        help="length sweep without torch.set_flush_denormal(True) (subnormal floats: ~100x slower arithmetic)",
+    )
+    bench.add_argument(
+        "--time-checkpoint",
+        metavar="K",
+        help="length sweep: the cells keep every K-th state and recompute the rest in the backward",
+    )
     bench.add_argument(
         "--variant",
         action="append",
