@@ -81,24 +81,37 @@ def test_spec_gru_kernel_matches_its_loop_with_the_flush(flush):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
+STEPS_BOTH_WAYS = """
+import sys, torch
+from seqframe import Recurrent
+from seqframe.harness.numerics import set_flush_denormal
+sys.path.insert(0, {tests!r})
+from test_numerics import LONG, training_step
+batch, steps, inputs, hidden = LONG
+torch.manual_seed(0)
+layer = Recurrent({name!r}, inputs, hidden, cell_options={options!r})
+x = torch.randn(batch, steps, inputs)
+set_flush_denormal(False)
+kept = training_step(layer, x)
+set_flush_denormal(True)
+torch.save((kept, training_step(layer, x)), {out!r})
+"""
+
+
 @pytest.mark.parametrize("name,options", CELLS)
-def test_flush_changes_only_values_below_the_normal_range(name, options):
-    batch, steps, inputs, hidden = LONG
-    torch.manual_seed(0)
-    layer = Recurrent(name, inputs, hidden, cell_options=options)
-    x = torch.randn(batch, steps, inputs)
-    before, threads = flushes_subnormals(), torch.get_num_threads()
-    # the flag is per thread (and a pool thread keeps the one it was created with, e.g. under an earlier
-    # test's flush): on one thread, every operation runs where the flag is set
-    torch.set_num_threads(1)
-    try:
-        set_flush_denormal(False)
-        kept = training_step(layer, x)
-        set_flush_denormal(True)
-        flushed = training_step(layer, x)
-    finally:
-        set_flush_denormal(before)
-        torch.set_num_threads(threads)
+def test_flush_changes_only_values_below_the_normal_range(name, options, tmp_path):
+    """In a fresh one-thread process: the flag is per thread, and a thread pool made while another test
+    had it on would keep it, so the same process could not show the values without the flush."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "steps.pt"
+    script = STEPS_BOTH_WAYS.format(tests=str(Path(__file__).parent), name=name, options=options, out=str(out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    kept, flushed = torch.load(out, weights_only=True)
     assert subnormals(kept[0][-1]) > 0, "the input gradient should decay into subnormals"
     for k, f in zip([*kept[0], *kept[1].values()], [*flushed[0], *flushed[1].values()]):
         assert subnormals(f) == 0
