@@ -53,7 +53,8 @@ def test_command_line_options_reach_the_run(monkeypatch):
     refusals = {
         ("--families", "lstm,tcn"): "--families: unknown ['tcn']; choose from lstm, gru, rnn",
         ("--variant", "x"): "--variant 'x': write CELL:KEY=VALUE",
-        ("--only", "lengths,speed"): "--only: unknown ['speed']; choose from steps, scans, harness, startup, lengths",
+        ("--only", "lengths,speed"): "--only: unknown ['speed']; choose from steps, scans, harness, startup, lengths, "
+        "generated, generated_startup",
         ("--lengths", "100,0"): "--lengths: write positive integers separated by commas, got '100,0'",
         ("--length-shape", "64,32"): "--length-shape: write 3 positive integer(s) separated by commas",
         ("--time-checkpoint", "x"): "--time-checkpoint: write 1 positive integer(s)",
@@ -80,6 +81,8 @@ def test_bench_writes_the_table_with_ratios_to_torch_nn(tmp_path):
             "--no-startup",
             "--no-scans",
             "--no-lengths",
+            "--no-generated",
+            "--no-generated-startup",
             "--out",
             str(tmp_path / "out"),
             "--markdown",
@@ -142,3 +145,43 @@ def test_time_checkpoint_bounds_the_sweeps_memory():
         assert not result["flushed"]  # flush_denormal=False reaches the worker
         peaks[checkpoint] = result["peak_mb"]
     assert 0 < peaks[8] < 0.7 * peaks[None], peaks
+
+
+@pytest.mark.parametrize("family", ["gru", "rnn"])
+def test_the_hand_fused_references_compute_the_newcomer_cells_exactly(family):
+    """The generated kernels are judged against these: they must be the same cells, in float64."""
+    import torch
+
+    from seqframe.tools import bench_generated
+
+    torch.manual_seed(0)
+    hand = bench_generated.HAND_FUSED[family](5, 7).double()
+    loop = seqframe.Recurrent(bench_generated.NEWCOMERS[family], 5, 7, backend="loop").double()
+    loop.cells[0].load_state_dict(hand.cell.state_dict())
+    x = torch.randn(4, 6, 5, dtype=torch.float64)
+    results = []
+    for model in (hand, loop):
+        inp = x.clone().requires_grad_()
+        out = model(inp)[0]
+        (out * torch.linspace(-1, 1, 7, dtype=torch.float64)).sum().backward()
+        results.append((out.detach(), inp.grad, [p.grad for p in model.parameters()]))
+    (out_a, x_a, grads_a), (out_b, x_b, grads_b) = results
+    torch.testing.assert_close(out_a, out_b, atol=1e-12, rtol=0)
+    torch.testing.assert_close(x_a, x_b, atol=1e-12, rtol=0)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_the_generated_tables_in_markdown():
+    from seqframe.tools import bench_generated
+
+    row = {"size": "spec", "shape": "B=8 T=10 I=8 H=16", "family": "lstm", "model": "newcomer_lstm (generated)",
+           "median_ms": 0.6, "min_ms": 0.5, "ratio": 1.5, "ratio_hand": None}
+    text = "\n".join(bench_generated.to_markdown({
+        "generated": [row],
+        "handwritten": [{"size": "spec", "cell": "gru", "model": "gru (generated)", "median_ms": 1.0, "ratio": 1.2}],
+        "generated_startup": [{"cache": "cold", "backend": "auto", "first_step_s": 0.5, "kernels_ready_s": 20.0}],
+    }))
+    assert "| spec (B=8 T=10 I=8 H=16) | lstm | newcomer_lstm (generated) | 0.60 | 0.50 | 1.50 | - |" in text
+    assert "| spec | gru | gru (generated) | 1.00 | 1.20 |" in text
+    assert "| cold | auto | 0.5 | 20.0 |" in text

@@ -126,7 +126,7 @@ BAD_OVERRIDES = [
     (["data=nosuchdata"], ["nosuchdata", "adding", "copy"]),
     (["data=copi"], ["data=copi is not a choice of data; did you mean copy? Choices: adding, copy"]),
     (["cell.hidden_size=8"], ["cell.hidden_size is not an option of cell 'gru'", "model.hidden_size=8"]),
-    (["-m", "cell=rnn,lstm", "cell.nonlinearity=relu"], ["cell 'lstm' has no option 'nonlinearity'"]),
+    (["-m", "cell=rnn,lstm", "cell.nonlinearty=relu"], ["none of the swept cells; did you mean nonlinearity?"]),
     (["cell=layernorm_lstm", "cell.eps=abc"], ["cell 'layernorm_lstm': option eps='abc' must be float"]),
     (["cell.backend=fast"], ["cell.backend='fast' is not valid; choose one of auto, loop, compile"]),
     (["+cell.foo=1"], ["cell 'gru' has no option 'foo'", "reset_after=False", "backend='auto'"]),

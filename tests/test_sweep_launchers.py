@@ -69,7 +69,7 @@ def test_optuna_study_on_sqlite_continues_when_the_command_is_run_again(tmp_path
 
 
 class _Launcher:
-    """Stands in for a Hydra launcher: each trial's result comes from ``outcomes`` in order."""
+    """Stands in for a Hydra launcher: job N's result is ``outcomes[N]`` (jobs are numbered by trial)."""
 
     def __init__(self, outcomes):
         self.outcomes, self.batches = list(outcomes), []
@@ -77,8 +77,8 @@ class _Launcher:
     def launch(self, batch, initial_job_idx):
         self.batches.append((initial_job_idx, [list(b) for b in batch]))
         results = []
-        for _ in batch:
-            outcome = self.outcomes.pop(0)
+        for index, _ in enumerate(batch, start=initial_job_idx):
+            outcome = self.outcomes[index]
             if isinstance(outcome, Exception):
                 results.append(JobReturn(status=JobStatus.FAILED, _return_value=outcome))
             else:
@@ -96,7 +96,8 @@ def test_failed_trials_are_told_as_failed_and_the_study_goes_on(tmp_path):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "FAIL", "FAIL", "FAIL", "COMPLETE"] and study.best_value == 0.25
-    assert [idx for idx, _ in sweeper.launcher.batches] == [0, 2, 4]  # batches of n_jobs, numbered by trial
+    assert sorted(idx for idx, _ in sweeper.launcher.batches) == [0, 1, 2, 3, 4]  # one job per trial, by number
+    assert all(len(batch) == 1 for _, batch in sweeper.launcher.batches)
     assert all("seed=3" in job for _, batch in sweeper.launcher.batches for job in batch)
 
 

@@ -64,7 +64,7 @@ def test_a_correct_custom_cell_passes_and_options_reach_it():
 
 
 BROKEN = {
-    WrongStateShape: ("shapes_and_dtypes", "the state returned by step() has a tensor of shape (2, 6)"),
+    WrongStateShape: ("precheck", "the state returned by step() has a tensor of shape (2, 6)"),
     ScanDisagrees: ("scan_matches_loop", "scan() outputs differ from the loop over step()"),
     UnusedParameter: ("gradients_reach_parameters", "parameter 'forgotten' gets no gradient"),
     MutatesInput: ("no_input_mutation", "step(p_t, state) modified its input in place"),
@@ -102,7 +102,9 @@ def test_pytest_fixture_runs_one_test_per_check(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-q")
-    result.assert_outcomes(passed=len(CHECKS))
+    gpu = torch.cuda.is_available()  # without one the cuda check is a skip, with its reason
+    # rnn runs torch's fused kernel on every batch, so the generated-path check is a skip too
+    result.assert_outcomes(passed=len(CHECKS) - 1 - (not gpu), skipped=1 + int(not gpu))
 
 
 def test_pytest_fixture_without_cells_is_a_usage_error(pytester):

@@ -6,13 +6,55 @@ kit, the benchmarks) talks to cells only through this class.
 
 from __future__ import annotations
 
-from typing import ClassVar, Optional, Tuple, Union
+import functools
+import inspect
+import re
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 State = Union[Tensor, Tuple[Tensor, ...]]
 """A cell's recurrent state: one tensor ``[B, S]`` or a tuple of them, e.g. ``(h, c)``."""
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+"""What a cell's ``name`` may be: what users type after ``cell=`` (lower case letters, digits, ``_``)."""
+
+SIZE_NAMES = ("input_size", "hidden_size")
+
+
+def name_problem(name: Any) -> Optional[str]:
+    """Why ``name`` cannot be a cell's name (``cell=NAME``), or None: the rule for registration and the kit."""
+    if not isinstance(name, str) or not name:
+        return "there is no `name`: set the class attribute name = '...', what users type after cell="
+    if not NAME_PATTERN.match(name):
+        lower = re.sub(r"[^a-z0-9_]", "_", name.lower())
+        return (
+            f"the name {name!r} must be lower case letters, digits and _, starting with a letter "
+            f"(users type cell=NAME): use {lower!r}"
+        )
+    return None
+
+
+@functools.cache
+def _size_parameters(init: Any) -> Tuple[str, str]:
+    """The names of the two size arguments of a constructor: its first two after ``self``."""
+    try:
+        parameters = list(inspect.signature(init).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return SIZE_NAMES
+    named = [p.name for p in parameters[:2] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (named[0], named[1]) if len(named) == 2 else SIZE_NAMES
+
+
+def _sizes_of_call(cls: type, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[Tuple[Any, Any]]:
+    """``(input_size, hidden_size)`` as a constructor call gives them (by position or keyword), else None."""
+    values = list(args[:2])
+    for name in _size_parameters(cls.__init__)[len(values) :]:
+        if name not in kwargs:
+            return None
+        values.append(kwargs[name])
+    return values[0], values[1]
 
 
 class Cell(nn.Module):
@@ -31,8 +73,9 @@ class Cell(nn.Module):
     Members (the public contract; keep to it and your cell works everywhere):
 
     ``name: str`` (class attribute)
-        What users type: ``cell=NAME``. Lower case, unique across installed
-        plugins (two cells with one name are refused, naming both
+        What users type: ``cell=NAME``. Lower case letters, digits and ``_``
+        (``name = "JANET"`` is refused when the plugin loads), unique across
+        installed plugins (two cells with one name are refused, naming both
         distributions).
 
     ``gates: int``, ``has_cell_state: bool`` (class attributes, optional)
@@ -41,9 +84,19 @@ class Cell(nn.Module):
 
     ``__init__(input_size, hidden_size, **options)``
         ``input_size`` is ``I``, ``hidden_size`` is ``H``. Every keyword option
-        must have a default; options become config keys (``cell.OPTION=...``)
-        with those defaults, so give them type hints. Call
-        ``super().__init__(input_size, hidden_size)`` first.
+        must have a default and a type hint (``beta: float = 1.0``): options
+        become config keys (``cell.OPTION=...``) with those defaults and
+        types, so a default must be a plain value (bool, int, float, str,
+        None, or a list/dict of them). Call ``super().__init__()`` first, as
+        in any ``nn.Module``: the framework supplies the sizes, which are then
+        ``self.input_size`` and ``self.hidden_size`` (readable even before
+        the call). ``super().__init__(input_size, hidden_size)`` works too,
+        and sizes given there win (a cell that wraps another may pass others)::
+
+            def __init__(self, input_size: int, hidden_size: int, beta: float = 1.0) -> None:
+                super().__init__()
+                self.w = nn.Linear(input_size, 4 * hidden_size)
+                self.u = nn.Linear(hidden_size, 4 * hidden_size, bias=False)
 
     ``project(x) -> p``
         ``x``: ``[B, T, I]``; returns ``p``: ``[B, T, P]`` where ``P`` is
@@ -97,8 +150,25 @@ class Cell(nn.Module):
     has_cell_state: ClassVar[bool] = False
     fused_projection: ClassVar[bool] = False
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Cell:
+        """Note the sizes of the constructor call, so that ``super().__init__()`` needs no arguments."""
+        self = super().__new__(cls)
+        sizes = _sizes_of_call(cls, args, kwargs)
+        if sizes is not None:  # plain attributes: nn.Module allows them before its __init__
+            object.__setattr__(self, "input_size", sizes[0])
+            object.__setattr__(self, "hidden_size", sizes[1])
+        return self
+
+    def __init__(self, input_size: Optional[int] = None, hidden_size: Optional[int] = None) -> None:
+        known = self.__dict__
+        input_size = known.get("input_size") if input_size is None else input_size
+        hidden_size = known.get("hidden_size") if hidden_size is None else hidden_size
         super().__init__()
+        if input_size is None or hidden_size is None:
+            raise TypeError(
+                f"cell {self.name!r}: the sizes are unknown; build it as {type(self).__name__}(input_size, "
+                "hidden_size, ...), or pass them on: super().__init__(input_size, hidden_size)"
+            )
         if int(input_size) <= 0 or int(hidden_size) <= 0:
             raise ValueError(
                 f"cell {self.name!r}: input_size and hidden_size must be positive integers, "

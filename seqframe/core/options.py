@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Dict, Iterable, Mapping, Optional, Type
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Type
 
 from seqframe.core.cell import Cell
 from seqframe.errors import CellOptionError
@@ -35,6 +35,39 @@ def option_types(cls: Type[Cell]) -> Dict[str, Any]:
     except Exception:  # unresolvable hints: options stay untyped rather than breaking the app
         hints = {}
     return {name: hints.get(name, Any) for name in cell_options(cls)}
+
+
+def config_value(value: Any) -> bool:
+    """Whether a config (YAML, the command line) can hold ``value``: plain values, lists and dicts of them."""
+    if value is None or isinstance(value, PLAIN_TYPES):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(map(config_value, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and config_value(v) for k, v in value.items())
+    return False
+
+
+def config_problems(cls: Type[Cell]) -> List[str]:
+    """Why a cell's options cannot become config keys (empty when they can).
+
+    Checked where cells are accepted (the registry), so that one such cell is listed as broken
+    with this reason instead of breaking the config of every run.
+    """
+    problems = []
+    for key, parameter in cell_options(cls).items():
+        if parameter.default is parameter.empty:
+            problems.append(
+                f"option {key!r} has no default; every option after the two sizes needs one, "
+                f"as it becomes the config key cell.{key} (e.g. {key}: float = 1.0)"
+            )
+        elif not config_value(parameter.default):
+            problems.append(
+                f"option {key!r} has the default {parameter.default!r}, which a config cannot hold; "
+                "use a bool, int, float, str or None (or a list or dict of them), e.g. a name that "
+                "__init__ looks up"
+            )
+    return problems
 
 
 def plain_types(hint: Any) -> Optional[tuple]:
@@ -81,6 +114,17 @@ def describe_options(cls: Type[Cell], extra: Optional[Mapping[str, Any]] = None)
     defaults = {k: p.default for k, p in cell_options(cls).items()} | dict(extra or {})
     shown = [k if v is inspect.Parameter.empty else f"{k}={v!r}" for k, v in defaults.items()]
     return ", ".join(shown) or "(none)"
+
+
+def type_name(hint: Any) -> str:
+    """``float``, ``Optional[int]``: a type hint as users read it."""
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def describe_typed_options(cls: Type[Cell]) -> List[str]:
+    """``["forget_bias=1.0: float", ...]``: each option with its default and type (``seqframe cells``)."""
+    hints = option_types(cls)
+    return [f"{key}={parameter.default!r}: {type_name(hints[key])}" for key, parameter in cell_options(cls).items()]
 
 
 def check_option_names(cls: Type[Cell], names: Iterable[str], extra: Optional[Mapping[str, Any]] = None) -> None:

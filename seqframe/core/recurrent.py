@@ -9,15 +9,20 @@ the fastest correct path:
   that does the input projection itself, ``fused_projection = True``);
 * ``scan``: the cell's ``scan`` on ``project(x)``;
 * ``loop``: ``project(x)`` once for all steps, then a loop over ``step``;
+* ``generated``: the step's forward and backward compiled into two kernels
+  and the whole sequence run as one autograd node
+  (:mod:`seqframe.core.generated`): what a cell without ``scan`` gets;
 * ``compile``: that loop through ``torch.compile`` (opt-in: its first call
   compiles for seconds to minutes, growing with T; later runs of the same
   shapes hit inductor's on-disk cache).
 
 Backends (``backend=``): ``auto`` takes ``fused``/``scan`` when the cell has
-one, else ``loop`` — never a long compilation the user did not ask for;
-``loop`` forces the reference loop; ``compile`` forces the compiled loop.
-All paths give the same numbers (tested); :meth:`Recurrent.paths` tells
-which path runs, and it is logged when the layer is built.
+one, else ``generated``, built in the background while the loop runs (never a
+wait the user did not ask for); ``generated`` forces the generated kernels and
+waits for them on the first call; ``loop`` forces the reference loop;
+``compile`` forces the compiled loop. All paths give the same numbers
+(tested); :meth:`Recurrent.paths` tells which path runs, and it is logged
+when the layer is built.
 
 ``time_checkpoint=K`` bounds the memory of long sequences: while autograd
 records, each layer and direction runs its path on chunks of ``K`` steps,
@@ -40,6 +45,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from seqframe.core import generated
 from seqframe.core.cell import Cell, State
 from seqframe.core.options import check_options
 from seqframe.core.state import map_state, stack_states, unstack_state
@@ -48,7 +54,7 @@ from seqframe.kernels import run_steps, step_mask
 logger = logging.getLogger("seqframe")
 
 CellFactory = Callable[[int, int], Cell]
-BACKENDS = ("auto", "loop", "compile")
+BACKENDS = ("auto", "loop", "compile", "generated")
 
 
 def _cell_factory(cell: Union[str, CellFactory], options: dict) -> CellFactory:
@@ -94,12 +100,21 @@ def compiled_sequence() -> Callable[..., Tuple[Tensor, State]]:
 
 
 def run_path(
-    path: str, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
+    path: str,
+    cell: Cell,
+    x: Tensor,
+    state: State,
+    lengths: Optional[Tensor],
+    keep: Optional[Tensor],
+    kernels: Optional[generated.StepKernels] = None,
 ) -> Tuple[Tensor, State]:
     """One layer and direction over ``x`` from ``state`` on ``path`` (see the module's docstring);
-    outputs at padded steps are left as the path made them."""
+    outputs at padded steps are left as the path made them. ``generated`` needs the ``kernels``."""
     if path == "loop":
         return project_and_run_steps(cell, x, state, keep)
+    if path == "generated":
+        assert kernels is not None
+        return generated.run(cell, kernels, x, state, keep)
     if path == "compile":
         return compiled_sequence()(cell, x, state, keep)
     inp = x if path == "fused" else cell.project(x)
@@ -107,16 +122,22 @@ def run_path(
 
 
 def _run_chunk(
-    path: str, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
+    path: str,
+    cell: Cell,
+    x: Tensor,
+    state: State,
+    lengths: Optional[Tensor],
+    keep: Optional[Tensor],
+    kernels: Optional[generated.StepKernels] = None,
 ) -> Tuple[Tensor, State]:
     """:func:`run_path` on one chunk of time, where ``lengths`` (steps left in this chunk) may be 0:
     such sequences run one step (scans refuse empty ones) and get their state back unchanged.
     The final state comes back as new tensors: a view (of the spec GRU kernel's ``[K, B, H]``
     buffer, say) would keep the chunk's buffers alive until the backward pass."""
     if lengths is None:
-        out, final = run_path(path, cell, x, state, None, keep)
+        out, final = run_path(path, cell, x, state, None, keep, kernels)
         return out, map_state(torch.clone, final)
-    out, final = run_path(path, cell, x, state, lengths.clamp(min=1), keep)
+    out, final = run_path(path, cell, x, state, lengths.clamp(min=1), keep, kernels)
     ran = (lengths > 0).to(x.device).unsqueeze(1)
     return out, map_state(functools.partial(torch.where, ran), final, state)
 
@@ -129,6 +150,7 @@ def run_checkpointed(
     lengths: Optional[Tensor],
     keep: Optional[Tensor],
     chunk: int,
+    kernels: Optional[generated.StepKernels] = None,
 ) -> Tuple[Tensor, State]:
     """:func:`run_path` over chunks of ``chunk`` steps, each recomputed in the backward pass
     instead of keeping its activations: memory ~``T/chunk`` states plus one chunk's activations."""
@@ -139,7 +161,7 @@ def run_checkpointed(
         part_lengths = None if lengths is None else (lengths - start).clamp(0, stop - start)
         part_keep = None if keep is None else keep[:, start:stop]
         out, state = checkpoint(
-            _run_chunk, path, cell, x[:, start:stop], state, part_lengths, part_keep, use_reentrant=False
+            _run_chunk, path, cell, x[:, start:stop], state, part_lengths, part_keep, kernels, use_reentrant=False
         )
         outputs.append(out)
     return torch.cat(outputs, dim=1), state
@@ -228,16 +250,26 @@ class Recurrent(nn.Module):
         cell = self.cells[index]
         if self.backend == "compile":
             return "compile"
-        if self.backend == "loop" or not cell.has_scan():
+        if self.backend == "loop":
             return "loop"
-        if has_lengths and not self._scan_takes_lengths[index]:
-            return "loop"
-        return "fused" if cell.fused_projection else "scan"
+        if self.backend == "generated":
+            return "generated"
+        if cell.has_scan() and not (has_lengths and not self._scan_takes_lengths[index]):
+            return "fused" if cell.fused_projection else "scan"
+        return "loop" if generated.mode() == "off" else "generated"
 
     def paths(self, with_lengths: bool = False) -> List[str]:
-        """The path each layer runs (``fused``, ``scan``, ``loop`` or ``compile``), for
-        fixed-length batches or, with ``with_lengths=True``, padded ones."""
-        return [self._path(layer * self.num_directions, with_lengths) for layer in range(self.num_layers)]
+        """The path each layer runs (``fused``, ``scan``, ``generated``, ``loop`` or ``compile``), for
+        fixed-length batches or, with ``with_lengths=True``, padded ones. A ``generated`` layer whose
+        kernels are still being built, or could not be, says so: ``loop (generated: compiling)``."""
+        paths = []
+        for layer in range(self.num_layers):
+            path = self._path(layer * self.num_directions, with_lengths)
+            if path == "generated":
+                status = generated.status(self.cells[layer * self.num_directions])
+                path = path if status in ("generated", "not built") else f"loop (generated: {status})"
+            paths.append(path)
+        return paths
 
     def _check_input(self, x: Tensor, lengths: Optional[Tensor]) -> Optional[Tensor]:
         if x.dim() != 3 or x.shape[2] != self.input_size:
@@ -290,11 +322,15 @@ class Recurrent(nn.Module):
         self, i: int, cell: Cell, x: Tensor, state: State, lengths: Optional[Tensor], keep: Optional[Tensor]
     ) -> Tuple[Tensor, State]:
         path = self._path(i, lengths is not None)
+        kernels = None
+        if path == "generated":  # resolved once per call: a checkpointed recomputation takes the same path
+            kernels = generated.kernels_for(cell, x, state, keep is not None, wait=self.backend == "generated")
+            path = "generated" if kernels is not None else "loop"
         chunk = self.time_checkpoint
         if chunk is None or x.shape[1] <= chunk or not torch.is_grad_enabled() or torch.compiler.is_exporting():
-            out, final = run_path(path, cell, x, state, lengths, keep)
+            out, final = run_path(path, cell, x, state, lengths, keep, kernels)
         else:
-            out, final = run_checkpointed(path, cell, x, state, lengths, keep, chunk)
+            out, final = run_checkpointed(path, cell, x, state, lengths, keep, chunk, kernels)
         if keep is not None:
             out = out.masked_fill(~keep, 0.0)
         return out, final

@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 import pluggy
 
 from seqframe import hookspecs
-from seqframe.core.cell import Cell
-from seqframe.core.options import check_options
+from seqframe.core.cell import Cell, name_problem
+from seqframe.core.options import check_options, config_problems
 from seqframe.errors import CellNameConflictError, PluginWarning, UnknownCellError
 
 CORE_DISTRIBUTION = "seqframe"
@@ -78,10 +78,11 @@ class CellInfo:
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    """A plugin that failed to load, or a cell name two plugins claim."""
+    """A plugin that failed to load, or one of its cells that was refused (``cell``: its name)."""
 
     source: Source
     error: str
+    cell: Optional[str] = None
 
 
 @dataclass
@@ -121,7 +122,9 @@ class CellRegistry:
             message += f" Did you mean {close[0]!r}?"
         message += f" Available cells: {', '.join(available) or '(none)'}."
         for plugin in self.broken:
-            if plugin.source.entry_point == name:
+            if plugin.cell and plugin.cell.lower() == name.lower():
+                message += f" The cell {name!r} of {plugin.source.describe()} was refused: {plugin.error}"
+            elif plugin.source.entry_point == name:
                 message += f" A plugin named {name!r} is installed but failed to load: {plugin.error}"
         message += " Run `seqframe cells` to see every cell and plugin."
         raise UnknownCellError(message)
@@ -150,8 +153,8 @@ def _discover() -> List[Tuple[Source, Any]]:
     return found
 
 
-def _report(registry: CellRegistry, source: Source, error: str) -> None:
-    registry.broken.append(BrokenPlugin(source, error))
+def _report(registry: CellRegistry, source: Source, error: str, cell: Optional[str] = None) -> None:
+    registry.broken.append(BrokenPlugin(source, error, cell))
     warnings.warn(
         f"seqframe plugin {source.describe()} failed and was skipped ({error}); "
         f"other cells still work. Fix or uninstall {source.distribution}, "
@@ -196,12 +199,17 @@ def _register_plugins(
     return sources
 
 
-def _check_cell_class(cls: object) -> Optional[str]:
-    """Why ``cls`` is not a usable cell class, or None if it is."""
+def check_cell_class(cls: object) -> Optional[str]:
+    """Why ``cls`` is not a usable cell class, or None if it is: a Cell subclass with a valid name
+    whose options can all become config keys (the rule for registration and the conformance kit)."""
     if not (inspect.isclass(cls) and issubclass(cls, Cell)):
         return f"seqframe_cells() returned {cls!r}, which is not a subclass of seqframe.Cell"
-    if not isinstance(cls.name, str) or not cls.name:
-        return f"cell class {cls.__qualname__} has no `name` (set the class attribute name = '...')"
+    problem = name_problem(cls.name)
+    if problem:
+        return f"cell class {cls.__qualname__}: {problem}"
+    problems = config_problems(cls)
+    if problems:
+        return f"cell {cls.name!r} ({cls.__qualname__}) cannot be configured: " + "; ".join(problems)
     return None
 
 
@@ -218,12 +226,13 @@ def load_registry() -> CellRegistry:
         except Exception as exc:  # the plugin's own code
             _report(registry, source, f"seqframe_cells() raised {type(exc).__name__}: {exc}")
             continue
-        problems = [p for p in map(_check_cell_class, classes) if p]
-        if problems:
-            _report(registry, source, "; ".join(problems))
-            continue
-        for cls in classes:
-            registry.add(CellInfo(cls.name, cls, source))
+        for cls in classes:  # a refused cell is listed as broken; the plugin's other cells stay
+            problem = check_cell_class(cls)
+            name = getattr(cls, "name", None)
+            if problem:
+                _report(registry, source, problem, name if isinstance(name, str) else None)
+            else:
+                registry.add(CellInfo(cls.name, cls, source))
     for name, claims in registry.conflicts.items():
         warnings.warn(
             f"cell name {name!r} is claimed by "

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from seqframe.data.base import SPLITS
-from seqframe.data.files import DataFileError, FileDataModule, Sequences, check_finite
+from seqframe.data.files import DataFileError, FileDataModule, Sequences, check_finite, require_columns
 
 FORMATS = ("long", "wide")
 FORECASTS = ("many_to_one", "many_to_many")
@@ -120,13 +120,7 @@ class CsvDataModule(FileDataModule):
             "data.target_column": targets,
             "data.feature_columns": features,
         }
-        for key, columns in required.items():
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise DataFileError(
-                    f"{path}: column {missing[0]!r} ({key}) is missing; the header has {header}. "
-                    f"Rename the column or set {key}="
-                )
+        require_columns(path, header, required)
         if not features:
             raise DataFileError(f"{path}: no feature columns left (header {header}); set data.feature_columns=")
         return features

@@ -62,6 +62,17 @@ class Sequences:
         )
 
 
+def require_columns(path: Path, header: List[str], required: Dict[str, List[str]]) -> None:
+    """Refuse the first named column the header lacks, naming the config key that named it."""
+    for key, columns in required.items():
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataFileError(
+                f"{path}: column {missing[0]!r} ({key}) is missing; the header has {header}. "
+                f"Rename the column or set {key}="
+            )
+
+
 def check_finite(array: np.ndarray, path: Path, what: str, where: Sequence[str]) -> None:
     """Refuse NaN/inf, naming the first sequence (and step) that has one."""
     bad = ~np.isfinite(array)

@@ -53,6 +53,10 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
     sweep_plugins = [hydra_config[group].get("_target_", "") for group in ("sweeper", "launcher")]
+    if multirun:  # `-m cell=janet,gru cell.beta=2`: gru's jobs drop beta, saying so
+        from seqframe.harness.cell_configs import drop_in_sweep_job
+
+        drop_in_sweep_job(cfg)
     run_dir = RunDir(Path(cfg.paths.output_dir))
     previous = run_dir.read_summary() if cfg.get("resume") else None
     if previous is not None and previous.status == "finished":
@@ -81,8 +85,8 @@ def _hydra_task(cfg: DictConfig) -> Optional[float]:
         if cause is None:
             raise
         print(f"\nseqframe-train: error: {cause}", file=sys.stderr)
-        if run_dir.summary_file.exists():  # not when refused before training
-            print(f"(the traceback is in {run_dir.summary_file})", file=sys.stderr)
+        if run_dir.newest_summary_file().exists():  # not when refused before training
+            print(f"(the traceback is in {run_dir.newest_summary_file()})", file=sys.stderr)
         sys.exit(2)
     if summary.get("status") == "stopped":  # SIGTERM: the whole process stops (a sweep too), cleanly
         if is_rank_zero():

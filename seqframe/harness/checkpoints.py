@@ -21,6 +21,19 @@ class CheckpointError(SeqframeError):
     """A checkpoint that is missing, unreadable, or holds objects seqframe will not unpickle."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A file that does not read as a checkpoint: cut short (a full disk, a copy or a node lost
+    mid-write) or no checkpoint at all. Resuming may fall back to an older checkpoint; a
+    checkpoint refused for what it holds (:class:`CheckpointError`) is never skipped silently."""
+
+    def __init__(self, message: str, reason: str = "damaged") -> None:
+        super().__init__(message)
+        self.reason = reason  # a few words for a list of skipped files
+
+
+ZIP_START = b"PK\x03\x04"  # torch.save's archive starts with a zip entry; a cut one has no directory at its end
+
+
 def _refused_object(exc: Exception) -> str:
     """The line of torch's message that names the object it refused (its other lines suggest unsafe loading)."""
     for line in str(exc).splitlines():
@@ -37,9 +50,17 @@ def _is_checkpoint_format(path: Path) -> bool:
 
 
 def _not_a_checkpoint(path: Path) -> CheckpointError:
-    return CheckpointError(
+    with path.open("rb") as handle:
+        if handle.read(len(ZIP_START)) == ZIP_START:
+            return DamagedCheckpointError(
+                f"checkpoint {path} is damaged: a torch archive cut short ({path.stat().st_size} bytes; a full "
+                "disk, a copy cut short or a node lost mid-write?); use another checkpoint of the run",
+                reason=f"cut short at {path.stat().st_size} bytes",
+            )
+    return DamagedCheckpointError(
         f"{path} is not a torch checkpoint file; give a .ckpt that seqframe-train wrote "
-        "(<run dir>/checkpoints/last.ckpt) or the run dir"
+        "(<run dir>/checkpoints/last.ckpt) or the run dir",
+        reason="not a checkpoint",
     )
 
 
@@ -63,7 +84,9 @@ def load_checkpoint(path: Union[str, Path], map_location: Any = "cpu") -> Dict[s
     except Exception as exc:  # torch's reader fails in many ways on files that are not checkpoints
         if not _is_checkpoint_format(path):
             raise _not_a_checkpoint(path) from None
-        raise CheckpointError(f"checkpoint {path} could not be read ({exc}); is it a whole torch checkpoint?") from exc
+        raise DamagedCheckpointError(
+            f"checkpoint {path} could not be read ({exc}); is it a whole torch checkpoint?", reason="unreadable"
+        ) from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {path} is a {type(checkpoint).__name__}, not a Lightning checkpoint dict")
     return checkpoint

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from seqframe.core.options import RUNNER_KEYS
-from seqframe.harness.cell_configs import check_cell_config
+from seqframe.harness.cell_configs import check_cell_config, options_only_some_take
 from seqframe.harness.config_check import (
     HYDRA_KEYS,
     ConfigError,
@@ -61,6 +61,13 @@ def _single_run(override: Any) -> Optional[str]:
     except Exception:
         return None
     return f"{override.get_key_element()}={first}"
+
+
+def _add_to_every_cell(argv: List[str], options: Iterable[str]) -> List[str]:
+    """``cell.beta=2`` as ``++cell.beta=2`` (add-or-override), so that Hydra composes the jobs of the swept
+    cells without ``beta`` too; :func:`~seqframe.harness.cell_configs.drop_in_sweep_job` drops it there."""
+    keys = {f"cell.{key}" for key in options}
+    return ["++" + a.lstrip("+") if is_override(a) and a.split("=", 1)[0].lstrip("+") in keys else a for a in argv]
 
 
 def _cells_selected(overrides: Sequence[Any]) -> List[str]:
@@ -139,7 +146,9 @@ def check_command_line(argv: Sequence[str], config_dir: Path) -> List[str]:
     """Check a ``seqframe-train`` command line before Hydra runs; returns the arguments to give Hydra.
 
     Parsed once and composed once (one job's values of a sweep): every cell the command line
-    selects (``cell=a,b``) is looked up and given its ``cell.<option>`` keys; keys the config
+    selects (``cell=a,b``) is looked up and given its ``cell.<option>`` keys (in a sweep over
+    several cells, an option some of them lack is given as ``++cell.<option>`` and dropped from
+    their jobs, and only an option none of them takes is refused); keys the config
     lacks are explained; and a single run gets the whole :func:`check_config`, so that a refused
     config leaves no run directory behind. Needs the cells registered (``register_cell_configs``).
     """
@@ -158,13 +167,17 @@ def check_command_line(argv: Sequence[str], config_dir: Path) -> List[str]:
     given = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("cell.")}
     given = {k: v for k, v in given.items() if k not in RUNNER_KEYS}
     chosen = _cells_selected(overrides)
-    for name in chosen:  # before composing: cell=lstmm gets "did you mean", not Hydra's search path
+    multirun = bool(set(argv) & set(MULTIRUN_FLAGS))
+    cell_sweep = multirun and len(chosen) > 1  # an option some swept cells lack is dropped from their jobs
+    lacking = options_only_some_take(chosen, given) if cell_sweep else {}
+    for name in [] if cell_sweep else chosen:  # before composing: cell=lstmm gets "did you mean", not Hydra's
         check_cell_config(name, given, values=False)
     single = [s for o in overrides if not o.key_or_group.startswith("hydra") for s in [_single_run(o)] if s]
+    argv, single = _add_to_every_cell(argv, lacking), _add_to_every_cell(single, lacking)
     composed = _compose(single, config_dir, values)
     if not chosen:
         check_cell_config(str(composed.cell.name), given, values=False)
-    if not set(argv) & set(MULTIRUN_FLAGS + INFO_FLAGS):  # a sweep's jobs are checked one by one, in train()
+    if not multirun and not set(argv) & set(INFO_FLAGS):  # a sweep's jobs are checked one by one, in train()
         composed.paths.output_dir = RUN_DIR_PLACEHOLDER
         check_config(composed, config_dir)
     return argv

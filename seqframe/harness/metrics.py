@@ -17,11 +17,13 @@ is ``logit > 0`` and a multiclass one is the arg-max over classes.
 
 from __future__ import annotations
 
-from typing import Dict, Union
+from typing import Dict, Sequence, Union
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+from seqframe.data.forecast_scores import SCORES, covered, error_sums, pinball, scores
 
 KINDS = ("regression", "binary", "multiclass")
 
@@ -75,3 +77,41 @@ class TaskMetrics(Metric):
             correct, total = counts
             values = [self.sums.float()[0] / weight, correct / total]
         return dict(zip(self.names, values))
+
+
+class ForecastMetrics(Metric):
+    """A forecasting stage's metrics in the data's units (:mod:`seqframe.data.forecast_scores` has the
+    formulas): the mean loss, ``mae``, ``rmse``, ``mape``, ``smape``, ``mase``, with quantiles also
+    ``pinball`` and ``coverage`` (the share of values between the outermost quantiles), and with
+    ``per_step`` each score per horizon step (``mae_step1``...). Running sums, as :class:`TaskMetrics`."""
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, horizon: int, quantiles: Sequence[float] = (), per_step: bool = False) -> None:
+        super().__init__()
+        self.quantiles, self.per_step = tuple(quantiles), per_step
+        self.point = self.quantiles.index(0.5) if self.quantiles else 0  # the median is the point forecast
+        self.add_state("sums", default=torch.zeros(len(SCORES), horizon), dist_reduce_fx="sum")
+        # loss * weight, pinball sum; loss weight, values per step, values covered by the interval
+        self.add_state("extra", default=torch.zeros(2), dist_reduce_fx="sum")
+        self.add_state("counts", default=torch.zeros(2 + horizon, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, loss: Tensor, weight: int, pred: Tensor, true: Tensor, scale: Tensor) -> None:
+        """One batch: its mean ``loss`` over ``weight`` windows, forecasts ``[B, H, K, Q]`` (sorted over Q),
+        values ``[B, H, K]`` and MASE scales ``[B, K]``, all in the data's units."""
+        pred, true = pred.float(), true.float()
+        self.sums += error_sums(pred[..., self.point], true, scale.float())
+        quantile = pinball(pred, true, self.quantiles) * true.numel() if self.quantiles else loss.new_zeros(())
+        self.extra += torch.stack([loss.float() * weight, quantile.float()])
+        inside = covered(pred, true) if self.quantiles else torch.zeros((), dtype=torch.long, device=pred.device)
+        per_step = torch.full((true.shape[1],), true.shape[0] * true.shape[2], dtype=torch.long, device=pred.device)
+        self.counts += torch.cat([torch.stack([torch.as_tensor(weight, device=pred.device), inside]), per_step])
+
+    def compute(self) -> Dict[str, Tensor]:
+        counts = self.counts.float()
+        values = {"loss": self.extra[0] / counts[0], **scores(self.sums, counts[2:], self.per_step)}
+        if self.quantiles:
+            total = counts[2:].sum()
+            values.update(pinball=self.extra[1] / total, coverage=counts[1] / total)
+        return values

@@ -8,7 +8,7 @@ objects and a checkpoint rebuilds the model on its own.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -18,8 +18,10 @@ from torch import Tensor, nn
 from seqframe.core.options import RUNNER_KEYS
 from seqframe.core.recurrent import Recurrent
 from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
+from seqframe.data.forecast_scores import pinball
+from seqframe.data.series import to_units
 from seqframe.harness.execution import GroupedSteps, as_batches
-from seqframe.harness.metrics import TaskMetrics
+from seqframe.harness.metrics import ForecastMetrics, TaskMetrics
 from seqframe.harness.schema import ENCODERS
 
 STAGES = ("train", "val", "test")
@@ -50,6 +52,8 @@ class SequenceModel(pl.LightningModule):
             evaluation, prediction and export read new data the same way.
         time_checkpoint: keep every ``K``-th state of each layer and recompute the rest in the
             backward pass (bounded memory on long sequences; see :class:`Recurrent`); None keeps all.
+        quantiles: forecasting (``data=series``) only: the quantile levels to forecast, with 0.5 among them
+            (the point forecast), trained with the pinball loss; None forecasts one value, trained with MSE.
         metrics: build the stages' metrics; ``False`` for inference only (predict, export), which
             never updates them. Not a hyper-parameter: checkpoints do not record it.
     """
@@ -68,11 +72,15 @@ class SequenceModel(pl.LightningModule):
         scheduler: Optional[Dict[str, Any]] = None,
         data_state: Optional[Dict[str, Any]] = None,
         time_checkpoint: Optional[int] = None,
+        quantiles: Optional[Sequence[float]] = None,
         metrics: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["metrics"])
         self.spec = TaskSpec(**task)
+        # forecasting (data=series): its horizon, targets and transform; outputs and metrics in the data's units
+        self.forecast_spec: Optional[Dict[str, Any]] = (data_state or {}).get("forecast")
+        self.quantiles = self._check_quantiles(quantiles)
         if encoder not in ENCODERS:
             raise ValueError(f"model.encoder={encoder!r} is not valid; choose one of {', '.join(ENCODERS)}")
         self.encoder, rnn_input = self._build_encoder(encoder, int(embed_dim))
@@ -81,9 +89,10 @@ class SequenceModel(pl.LightningModule):
             name, rnn_input, hidden_size, num_layers, bidirectional, dropout, backend, options, time_checkpoint
         )
         self.binary = self.spec.task == "classify" and self.spec.num_outputs == 2
-        self.head = nn.Linear(self.rnn.output_size, 1 if self.binary else self.spec.num_outputs)
+        outputs = 1 if self.binary else self.spec.num_outputs * max(1, len(self.quantiles))
+        self.head = nn.Linear(self.rnn.output_size, outputs)
         if metrics:
-            self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics() for _ in STAGES)
+            self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics(s) for s in STAGES)
         # several optimizer steps per Lightning step: set by seqframe.harness.execution.configure
         self.execution: Optional[GroupedSteps] = None
 
@@ -99,8 +108,23 @@ class SequenceModel(pl.LightningModule):
             return nn.Linear(spec.input_size, embed_dim), embed_dim
         return nn.Identity(), spec.input_size
 
-    def _build_metrics(self) -> TaskMetrics:
+    def _check_quantiles(self, quantiles: Optional[Sequence[float]]) -> tuple:
+        if not quantiles:
+            return ()
+        levels = tuple(float(q) for q in quantiles)
+        if self.forecast_spec is None:
+            raise ValueError("model.quantiles needs forecasting data (data=series); set model.quantiles=null")
+        if any(not 0 < q < 1 for q in levels) or list(levels) != sorted(set(levels)) or 0.5 not in levels:
+            raise ValueError(
+                f"model.quantiles={list(levels)}: give increasing levels between 0 and 1 that include 0.5 "
+                f"(the point forecast), e.g. model.quantiles=[0.1,0.5,0.9]"
+            )
+        return levels
+
+    def _build_metrics(self, stage: str) -> TaskMetrics | ForecastMetrics:
         """The task's metrics plus the mean loss; updated on-device each step, synced and logged per epoch."""
+        if self.forecast_spec is not None:
+            return ForecastMetrics(self.forecast_spec["horizon"], self.quantiles, per_step=stage == "test")
         if self.spec.task in REGRESSION_TASKS:
             return TaskMetrics("regression")
         return TaskMetrics("binary" if self.binary else "multiclass", ignore_index=IGNORE_INDEX)
@@ -138,9 +162,35 @@ class SequenceModel(pl.LightningModule):
         targets = y.reshape(-1).long()
         return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
 
+    def forecast_outputs(self, x: Tensor) -> Tensor:
+        """Forecasting: the normalised outputs ``[B, H, K, Q]`` (Q = 1 without quantiles)."""
+        horizon = self.forecast_spec["horizon"]
+        return self(x).view(x.shape[0], horizon, -1, max(1, len(self.quantiles)))
+
+    def to_units(self, z: Tensor, info: Tensor) -> Tensor:
+        """Normalised forecasts back in the data's units, quantiles sorted (a monotone rearrangement)."""
+        values = to_units(z, info, self.forecast_spec["log"])
+        return values.sort(dim=-1).values if values.dim() == 4 else values
+
+    def _forecast_loss(self, batch, stage: str) -> Tensor:
+        """Forecasting: MSE (or the pinball loss over the quantiles) on normalised values; metrics in units."""
+        x, y, info = batch
+        z = self.forecast_outputs(x)
+        y = y.to(z.dtype)
+        loss = pinball(z, y, self.quantiles) if self.quantiles else F.mse_loss(z[..., 0], y)
+        with torch.no_grad():
+            metrics = getattr(self, f"{stage}_metrics")
+            metrics.update(loss.detach(), len(x), self.to_units(z.detach(), info), self.to_units(y, info), info[:, 2])
+        return loss
+
     def batch_loss(self, batch, stage: str, log_step: bool = True) -> Tensor:
         """One batch's loss, with the ``stage``'s metrics updated (and, in training, ``train/loss_step``
         logged unless ``log_step`` is False: a group of batches logs once, at its end)."""
+        if self.forecast_spec is not None:
+            loss = self._forecast_loss(batch, stage)
+            if log_step and stage == "train":
+                self.log_step_loss(loss)
+            return loss
         x, y, *rest = batch
         lengths = rest[0] if rest else None
         if lengths is not None and self.spec.task in PER_STEP_TASKS:

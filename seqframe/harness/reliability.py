@@ -13,6 +13,7 @@ from typing import Any, List
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from seqframe.harness.checkpoint_io import AtomicCheckpoints
 from seqframe.harness.csv_log import keep_csv_rows_before
 from seqframe.harness.guards import NonFiniteGuard
 from seqframe.harness.preemption import SaveOnSigterm
@@ -22,9 +23,11 @@ from seqframe.harness.rundir import RunDir, RunSummary
 
 
 def reliability_callbacks(cfg: DictConfig, output_dir: Path) -> List[pl.Callback]:
-    """RNG and metric state in checkpoints, SIGTERM handling, and the non-finite guard (``on_nonfinite``)."""
+    """RNG and metric state in checkpoints written whole or not at all, SIGTERM handling, and the
+    non-finite guard (``on_nonfinite``)."""
     checkpoints = RunDir(output_dir).checkpoints
     return [
+        AtomicCheckpoints(),
         ResumeState(),
         SaveOnSigterm(checkpoints),
         NonFiniteGuard(checkpoints, action=str(cfg.get("on_nonfinite", "stop"))),

@@ -1,15 +1,19 @@
 """Which checkpoint ``ckpt_path`` means, checked before training starts: readable weights-only, and
-written for the same model and task."""
+written for the same model and task. A damaged ``last.ckpt`` (cut short by a full disk, a copy or a
+node lost mid-write) is skipped for the newest checkpoint of the run that loads, with one warning."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from seqframe.harness.checkpoints import CheckpointError, load_checkpoint
-from seqframe.harness.rundir import RunDir
+from seqframe.harness.checkpoints import CheckpointError, DamagedCheckpointError, load_checkpoint
+from seqframe.harness.rundir import LAST, RunDir
+
+log = logging.getLogger(__name__)  # a warning is one log line (the warnings module adds the source line)
 
 # the model settings the weights' shapes follow
 STRUCTURE_KEYS = ("hidden_size", "num_layers", "bidirectional", "encoder", "embed_dim")
@@ -54,11 +58,40 @@ def find_checkpoint(
         if not path.is_file():
             rank_zero_info(f"seqframe: ckpt_path=last: no {path} yet, starting from scratch")
             return None
-    else:
+        path, checkpoint = newest_loadable(path.parent, str(ckpt_path))
+    elif Path(str(ckpt_path)).is_dir():
+        path, checkpoint = newest_loadable(RunDir(Path(str(ckpt_path))).checkpoint("last").parent, str(ckpt_path))
+    else:  # a file the user named: that one or none
         path = Path(str(ckpt_path))
-        if path.is_dir():
-            path = RunDir(path).checkpoint("last")
-    checkpoint = load_checkpoint(path)  # refuses unreadable checkpoints and pickled objects with a clear message
+        checkpoint = load_checkpoint(path)  # refuses unreadable checkpoints and pickled objects with a clear message
     if hparams is not None:
         check_same_model(checkpoint, path, hparams)
     return path
+
+
+def _newest_first(folder: Path) -> List[Path]:
+    """The run's checkpoints: ``last.ckpt`` (the newest state, whatever a copy did to the files' times),
+    then the others, newest first."""
+    others = sorted((p for p in folder.glob("*.ckpt") if p.name != LAST), key=lambda p: p.stat().st_mtime_ns)
+    return [p for p in [folder / LAST] if p.is_file()] + others[::-1]
+
+
+def newest_loadable(folder: Path, what: str) -> Tuple[Path, Dict[str, Any]]:
+    """The newest checkpoint in ``folder`` that loads (last, then best and any other) and its contents. Damaged
+    ones are skipped with one warning naming them and the one used; a checkpoint refused for what it
+    holds is never skipped. Raises :class:`CheckpointError` when none loads."""
+    skipped: List[str] = []
+    for path in _newest_first(folder):
+        try:
+            checkpoint = load_checkpoint(path)
+        except DamagedCheckpointError as exc:
+            skipped.append(f"{path.name} ({exc.reason})")
+            continue
+        if skipped:
+            message = f"seqframe: ckpt_path={what}: skipped damaged {', '.join(skipped)}; resuming from {path}"
+            rank_zero_only(log.warning)(message)
+        return path, checkpoint
+    raise CheckpointError(
+        f"ckpt_path={what}: no checkpoint in {folder} loads (damaged: {', '.join(skipped) or 'none found'}); "
+        "train anew in another run dir, or without ckpt_path"
+    )

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 from seqframe.harness.checkpoints import CheckpointError
 
 SUMMARY_FILE = "summary.json"
+FAILED_ATTEMPT_FILE = "summary.failed-attempt.json"  # a failed attempt on a run that had finished
+DONE = ("finished", "pruned")  # the statuses of a run that ended as meant (a sweep counts neither as failed)
 METRICS_FILE = "metrics.csv"
 CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
@@ -51,9 +53,12 @@ class RunSummary:
         SCHEMA_VERSION,
     )
     status: str = _field(
-        "`finished`, `failed` (see `error`) or `stopped` (SIGTERM: `checkpoint` holds the state to resume "
-        "from). The file is written when the run ends, so a run still training or killed with -9 has none "
-        "(or its previous attempt's); sweeps show such a job as `missing`.",
+        "`finished`, `pruned` (an Optuna search's pruner stopped it early, as hopeless: its checkpoints and "
+        "test results are kept, `steps` says when), `failed` (see `error`) or `stopped` (SIGTERM: `checkpoint` "
+        "holds the state to resume from). The file is written when the run ends, so a run still training or "
+        f"killed with -9 has none (or its previous attempt's); sweeps show such a job as `missing`. A failed "
+        f"attempt (e.g. a refused resume) on a run that had finished or was pruned keeps this file and writes "
+        f"`{FAILED_ATTEMPT_FILE}` beside it.",
         "running",
     )
     cell: Optional[str] = _field("The cell's registered name (`cell=`). Set at start.")
@@ -203,12 +208,33 @@ class RunDir:
             return None
         return RunSummary.from_dict(values) if isinstance(values, dict) else None
 
-    def write_summary(self, summary: RunSummary) -> None:
-        """Write ``summary.json`` whole or not at all (a kill mid-write leaves the previous one)."""
+    @property
+    def failed_attempt_file(self) -> Path:
+        """Where a failed attempt's summary goes when ``summary.json`` holds a run that had ended well."""
+        return self.root / FAILED_ATTEMPT_FILE
+
+    def newest_summary_file(self) -> Path:
+        """The summary of the latest attempt: ``summary.failed-attempt.json`` when it is newer."""
+        attempt, summary = self.failed_attempt_file, self.summary_file
+        if attempt.is_file() and (not summary.is_file() or attempt.stat().st_mtime_ns >= summary.stat().st_mtime_ns):
+            return attempt
+        return summary
+
+    def write_summary(self, summary: RunSummary) -> Path:
+        """Write ``summary.json`` whole or not at all (a kill mid-write leaves the previous one); returns
+        the file written. A failed attempt never replaces the summary of a run that finished (or was
+        pruned): a refused resume must not turn a finished run into a failed one for sweeps and reports.
+        It goes to ``summary.failed-attempt.json`` beside it instead."""
         self.root.mkdir(parents=True, exist_ok=True)
-        partial = self.summary_file.with_name(SUMMARY_FILE + ".partial")
+        target = self.summary_file
+        if summary.status == "failed":
+            previous = self.read_summary()
+            if previous is not None and previous.status in DONE:
+                target = self.failed_attempt_file
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
-        os.replace(partial, self.summary_file)
+        os.replace(partial, target)
+        return target
 
     def checkpoint(self, which: str = "last") -> Path:
         """The checkpoint file of this run: ``last`` (its newest state) or ``best`` (the summary's best

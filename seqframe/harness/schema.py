@@ -35,6 +35,7 @@ class ModelConfig:
     optimizer: Optional[dict] = bounded()
     scheduler: Optional[dict] = bounded()
     time_checkpoint: Optional[int] = bounded(minimum=1)
+    quantiles: Optional[list] = bounded(minimum=0.0, maximum=1.0)
 
 
 @dataclass

@@ -8,6 +8,7 @@ be called without Hydra's command line (tests, notebooks) as long as
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from pathlib import Path
@@ -67,6 +68,16 @@ def group_choice(group: str, default: str) -> str:
     return default
 
 
+def wait_for_generated_kernels(deterministic: bool) -> None:
+    """``trainer.deterministic=true``: cells on generated kernels wait for them before the first step,
+    instead of starting on the step loop and switching when they are ready (a point that depends on
+    the machine's load, and the two paths round differently)."""
+    from seqframe.core.generated import MODE_ENV
+
+    if deterministic:
+        os.environ.setdefault(MODE_ENV, "wait")  # inherited by DDP ranks started after this
+
+
 def train(cfg: DictConfig) -> Dict[str, Any]:
     """Run one training job described by ``cfg``; returns the summary it writes (as summary.json holds it)."""
     import pytorch_lightning as pl
@@ -74,9 +85,10 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
 
     from seqframe.data.batching import per_process_batch_size, without_global_batch_size
     from seqframe.harness import execution
-    from seqframe.harness.callbacks import EpochTimer
+    from seqframe.harness.callbacks import EpochTimer, ending, pruning_callbacks
     from seqframe.harness.config_check import check_config
     from seqframe.harness.console import quiet_third_party
+    from seqframe.harness.forecasting import forecast_callbacks
     from seqframe.harness.model import SequenceModel
     from seqframe.harness.numerics import set_flush_denormal
     from seqframe.harness.reliability import fit_resumably, reliability_callbacks
@@ -100,6 +112,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
         summary.flush_denormal = set_flush_denormal(cfg.get("flush_denormal", True))  # after threads: per thread
         quiet_third_party(output_dir, resuming=cfg.get("ckpt_path") is not None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        wait_for_generated_kernels(bool(cfg.trainer.get("deterministic")))
         data_config, global_batch = without_global_batch_size(cfg.data)
         datamodule = instantiate(data_config)
         spec = datamodule.spec
@@ -115,7 +128,9 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
         timer = EpochTimer()
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)],
+            callbacks=[*_callbacks(cfg), timer, *reliability_callbacks(cfg, output_dir)]
+            + forecast_callbacks(datamodule, output_dir)
+            + pruning_callbacks(cfg.monitor),
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=str(output_dir),
             **overrides,
@@ -155,7 +170,7 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             best = "best" if best_path else None
             results = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
             summary.test = {k: _number(v) for k, v in (results[0] if results else {}).items()}
-        summary.status = "finished"
+        summary.status = ending(trainer)  # finished, or pruned by an Optuna search
     except BaseException as exc:
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         raise

@@ -5,6 +5,11 @@
 The file is read like the training data (same columns or arrays, the saved
 normalisation and classes: nothing is refitted), one output row per input
 sequence, in the file's order. Targets in the file are not needed and not read.
+
+A forecaster (``data=series``) forecasts the future instead:
+``seqframe predict RUN --file series.csv [--out forecast.csv] [--plot forecast.png]``
+writes the next ``horizon`` steps after the end of each series, with their
+time stamps (and quantiles), and draws history and forecast per series.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import numpy as np
 from seqframe.errors import SeqframeError
 
 OUTPUT_SUFFIXES = (".csv", ".npy")
+FORECAST_FILE = "forecast.csv"  # a forecaster's --out when none is given
+PLOT_SERIES = 8  # series drawn by --plot (4 per figure) unless --plot-series says otherwise
 
 
 def run_batches(deployable, dataset, batch_size: int) -> List[np.ndarray]:
@@ -77,15 +84,32 @@ def write_predictions(out: Path, ids: Sequence[Any], rows: List[np.ndarray], sta
                 writer.writerow([seq_id, *([step] if per_step else []), *label, *(f"{v:.7g}" for v in shown)])
 
 
-def predict(run: str, file: str, out: str, overrides: Sequence[str] = (), batch_size: int = 256) -> int:
-    """Write predictions for ``file`` to ``out``; returns the number of sequences."""
+def predict(
+    run: str,
+    file: str,
+    out: Optional[str],
+    overrides: Sequence[str] = (),
+    batch_size: int = 256,
+    plot: Optional[str] = None,
+    plot_series: int = PLOT_SERIES,
+) -> int:
+    """Write predictions for ``file`` to ``out`` (a forecaster: the future of each series, and with ``plot``
+    its figure); returns the number of sequences (series)."""
     from seqframe.runs.deployable import Deployable
     from seqframe.runs.loading import load_run
 
+    trained = load_run(run)
+    if (trained.data_state or {}).get("forecast"):
+        from seqframe.runs.forecast import forecast_file
+
+        return forecast_file(trained, file, Path(out or FORECAST_FILE), overrides, plot, plot_series)
+    if out is None:
+        raise SeqframeError("--out: give the predictions file, e.g. --out predictions.csv (or .npy)")
+    if plot is not None:
+        raise SeqframeError("--plot draws forecasts: it needs a run trained with data=series")
     target = Path(out)
     if target.suffix not in OUTPUT_SUFFIXES:
         raise SeqframeError(f"--out {out}: give a .csv or .npy file name")
-    trained = load_run(run)
     datamodule = trained.data_module(overrides)
     sequences, dataset = datamodule.read_new(file, with_targets=False)
     # the dataset is normalised already; inference builds no metrics
@@ -99,8 +123,13 @@ def build_parser(prog: str = "seqframe-predict") -> argparse.ArgumentParser:
     """The command line of ``seqframe-predict``, which ``seqframe predict`` shares."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file")
-    parser.add_argument("file", help="the new data, in the training data's format")
-    parser.add_argument("--out", required=True, help="predictions.csv (id, class, probabilities) or .npy")
+    parser.add_argument("file", nargs="?", help="the new data, in the training data's format")
+    parser.add_argument("--file", dest="file_option", metavar="FILE", help="the same as FILE (forecasters: the series)")
+    parser.add_argument(
+        "--out", help=f"predictions.csv (id, class, probabilities) or .npy; forecasters: default {FORECAST_FILE}"
+    )
+    parser.add_argument("--plot", metavar="PNG", help="forecasters: draw history, forecast and interval per series")
+    parser.add_argument("--plot-series", type=int, default=PLOT_SERIES, help="how many series --plot draws")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("overrides", nargs="*", help="data.key=value: how to read the file, if not as in training")
     return parser
@@ -108,13 +137,26 @@ def build_parser(prog: str = "seqframe-predict") -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "seqframe-predict") -> int:
     """``seqframe-predict`` (and ``seqframe predict``, as ``prog``): write the predictions."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if (args.file is None) == (args.file_option is None):
+        parser.error("give the new data once: FILE or --file FILE")
+    if args.file is not None and args.out is None:  # the classic form keeps its required --out
+        parser.error("the following arguments are required: --out")
     try:
-        count = predict(args.run, args.file, args.out, args.overrides, args.batch_size)
+        count = predict(
+            args.run,
+            args.file or args.file_option,
+            args.out,
+            args.overrides,
+            args.batch_size,
+            args.plot,
+            args.plot_series,
+        )
     except (SeqframeError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{prog}: predictions for {count} sequences written to {args.out}")
+    print(f"{prog}: predictions for {count} sequences written to {args.out or FORECAST_FILE}")
     return 0
 
 

@@ -13,9 +13,19 @@ or, with the pytest plugin this distribution installs (entry point
     SEQFRAME_CELLS = ["mycell"]
 
     def test_conformance(seqframe_check):
-        seqframe_check()
+        seqframe_check()          # or seqframe_check(beta=2.0): the cell's options
+
+The pre-check runs first; when it fails, its one sentence is the whole report.
 """
 
-from seqframe.testing.checks import CHECKS, CellUnderTest, ConformanceError, check_cell, run_check
+from seqframe.testing.checks import (
+    CHECKS,
+    CellUnderTest,
+    CheckSkipped,
+    ConformanceError,
+    check_cell,
+    precheck,
+    run_check,
+)
 
-__all__ = ["CHECKS", "CellUnderTest", "ConformanceError", "check_cell", "run_check"]
+__all__ = ["CHECKS", "CellUnderTest", "CheckSkipped", "ConformanceError", "check_cell", "precheck", "run_check"]

@@ -1,29 +1,42 @@
 """The conformance checks: each one property every cell must have, and what to fix if not.
 
 A check is a function of a :class:`CellUnderTest`; it raises
-:class:`ConformanceError` with a message that names the broken rule.
+:class:`ConformanceError` with a message that names the broken rule, or
+:class:`CheckSkipped` when it cannot run here (``cuda`` without a GPU).
+The :func:`precheck` runs first: when a cell fails it (cannot be built, a bad
+name or option, a state of the wrong structure), that one sentence is the
+report and the other checks do not run, instead of a cascade of tracebacks.
 Sizes are tiny so that the whole kit runs in seconds on a CPU.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import Tensor
 
+from seqframe.core import generated
 from seqframe.core.cell import Cell, State
-from seqframe.core.options import check_options
+from seqframe.core.options import cell_options, check_options
 from seqframe.core.recurrent import Recurrent
-from seqframe.core.registry import get_cell
+from seqframe.core.registry import check_cell_class, get_cell, registry
+from seqframe.core.state import map_state
+from seqframe.errors import SeqframeError
 
 ATOL = 1e-5
+PRECHECK = "precheck"
 
 
 class ConformanceError(AssertionError):
     """A cell broke a rule of the cell contract; the message says which and what to fix."""
+
+
+class CheckSkipped(Exception):
+    """A check that cannot run here (no GPU) or after a failed pre-check; the message says why."""
 
 
 @dataclass
@@ -50,14 +63,18 @@ class CellUnderTest:
         return self.cls(self.input_size, self.hidden_size, **self.options).to(dtype)
 
     def layer(self, seed: int = 0, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Recurrent:
+        """A one-layer ``Recurrent`` of this cell; ``backend`` defaults to the cell's own ``scan``
+        path when it has one, else to the loop (the generated path has a check of its own: built in
+        the background, it would make the other checks depend on when its kernels are ready)."""
         torch.manual_seed(seed)
         kwargs.setdefault("cell_options", self.options)
+        kwargs.setdefault("backend", "auto" if self.make().has_scan() else "loop")
         return Recurrent(self.cls, self.input_size, self.hidden_size, **kwargs).to(dtype)
 
     def twin_layers(self, dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple:
-        """The same weights behind the cell's own path (``auto``) and the reference loop."""
+        """The same weights behind the cell's own path (``auto``, or ``backend=``) and the reference loop."""
         fast = self.layer(dtype=dtype, **kwargs)
-        loop = self.layer(dtype=dtype, backend="loop", **kwargs)
+        loop = self.layer(dtype=dtype, **{**kwargs, "backend": "loop"})
         loop.load_state_dict(fast.state_dict())
         return fast, loop
 
@@ -73,12 +90,24 @@ def _tensors(state: State) -> List[Tensor]:
     return [state] if isinstance(state, Tensor) else list(state)
 
 
+def _leaves(value: Any) -> List[Tensor]:
+    """Every tensor in a (nested) tuple or list, e.g. step's ``(h, (h, c))``."""
+    if isinstance(value, Tensor):
+        return [value]
+    return [t for item in value for t in _leaves(item)] if isinstance(value, (tuple, list)) else []
+
+
 def _close(a: Tensor, b: Tensor, atol: float = ATOL) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=atol))
 
 
 def _max_diff(a: Tensor, b: Tensor) -> float:
     return float((a - b).abs().max()) if a.shape == b.shape else float("inf")
+
+
+def _methods(module: Cell) -> str:
+    """``project/step`` (``/scan`` when the cell has one): the methods a hint may name."""
+    return "project/step/scan" if module.has_scan() else "project/step"
 
 
 def _check_state_like(cell: CellUnderTest, what: str, state: Any, reference: State) -> None:
@@ -95,7 +124,7 @@ def _check_state_like(cell: CellUnderTest, what: str, state: Any, reference: Sta
                 cell,
                 f"{what} has a tensor of shape {tuple(got.shape)} and dtype {got.dtype}, "
                 f"but initial_state() gives {tuple(want.shape)} {want.dtype}; "
-                "step/scan must return states shaped like initial_state(batch)",
+                f"{what.split()[-1]} must return states shaped like initial_state(batch)",
             )
     if len(_tensors(state)) != len(_tensors(reference)):
         _fail(cell, f"{what} holds {len(_tensors(state))} tensors, initial_state() {len(_tensors(reference))}")
@@ -214,9 +243,72 @@ def check_scan_matches_loop(cell: CellUnderTest) -> None:
             _fail(cell, f"the gradient for {name} through scan() differs from the loop's")
 
 
+def _backends(cell: CellUnderTest) -> Tuple[str, ...]:
+    """The paths a check compares: the cell's own ``scan`` and the loop (the generated path has
+    :func:`check_generated_matches_loop`)."""
+    return ("auto", "loop") if cell.make().has_scan() else ("loop",)
+
+
+def _uses_generated(cell: CellUnderTest) -> bool:
+    """Whether ``backend=auto`` runs this cell on generated kernels for some batches: it has no
+    ``scan``, or one without ``lengths`` (then padded batches)."""
+    probe = cell.layer(backend="auto")
+    return "generated" in probe._path(0, False) or "generated" in probe._path(0, True)
+
+
+def check_generated_matches_loop(cell: CellUnderTest) -> None:
+    """The generated kernels (what ``auto`` runs for a cell without ``scan``) give the loop's outputs,
+    final state and gradients: with padding, a non-zero initial state, another batch size and length;
+    and pass gradcheck in float64."""
+    if not _uses_generated(cell):
+        raise CheckSkipped("the cell's own scan runs every batch; the generated path is not used")
+    fast, loop = cell.twin_layers(backend="generated")
+    cases = [(cell.inputs(batch=3, steps=7), None), (cell.inputs(batch=3, steps=5), torch.tensor([5, 2, 4])),
+             (cell.inputs(batch=2, steps=9, seed=4), None)]
+    for x, lengths in cases:
+        start = map_state(torch.randn_like, fast.cells[0].initial_state(x.shape[0], dtype=x.dtype))
+        stacked = map_state(lambda t: t.unsqueeze(0), start)
+        results = []
+        for layer in (fast, loop):
+            inp = x.clone().requires_grad_()
+            out, state = layer(inp, stacked, lengths)
+            if lengths is not None:
+                out = out * (torch.arange(x.shape[1]) < lengths[:, None]).unsqueeze(-1)
+            loss = (out * torch.linspace(-1, 1, out.shape[-1])).sum() + sum((t * 0.5).sum() for t in _tensors(state))
+            grads = torch.autograd.grad(loss, [inp, *layer.parameters()], allow_unused=True)
+            results.append((out.detach(), [t.detach() for t in _tensors(state)], grads))
+        status = generated.status(fast.cells[0])
+        if status != "generated":
+            raise CheckSkipped(f"the generated path cannot run this cell, so it runs on the step loop ({status})")
+        (out_a, state_a, grads_a), (out_b, state_b, grads_b) = results
+        where = f"batch {x.shape[0]}, {x.shape[1]} steps" + (", padded" if lengths is not None else "")
+        if not _close(out_a, out_b):
+            _fail(cell, f"the generated kernels' outputs differ from the loop's by {_max_diff(out_a, out_b):.2e} "
+                        f"({where}); please report this with the cell's code")
+        for a, b in zip(state_a, state_b):
+            if not _close(a, b):
+                _fail(cell, f"the generated kernels' final state differs from the loop's by {_max_diff(a, b):.2e} "
+                            f"({where})")
+        for name, a, b in zip(["the input", *(n for n, _ in fast.named_parameters())], grads_a, grads_b):
+            if (a is None) != (b is None) or (a is not None and not _close(a, b, atol=1e-4)):
+                _fail(cell, f"the gradient for {name} through the generated kernels differs from the loop's ({where})")
+    small = CellUnderTest(cell.cls, cell.options, input_size=2, hidden_size=3)
+    layer = small.layer(dtype=torch.float64, backend="generated")
+    names = [n for n, _ in layer.named_parameters()]
+    x = small.inputs(batch=2, steps=3, dtype=torch.float64).requires_grad_()
+
+    def run(inp: Tensor, *ws: Tensor) -> Tensor:
+        out, state = torch.func.functional_call(layer, dict(zip(names, ws)), (inp,), {"lengths": torch.tensor([3, 2])})
+        return torch.cat([out.flatten(), *(t.flatten() for t in _tensors(state))])
+
+    weights = tuple(p.detach().clone().requires_grad_() for p in layer.parameters())
+    if not torch.autograd.gradcheck(run, (x, *weights), raise_exception=False):
+        _fail(cell, "gradcheck failed on the generated kernels in float64; please report this with the cell's code")
+
+
 def check_gradients_reach_parameters(cell: CellUnderTest) -> None:
     """Every parameter gets a non-zero gradient (else it is unused or detached)."""
-    for backend in ("auto", "loop"):
+    for backend in _backends(cell):
         layer = cell.layer(backend=backend)
         _, _, grads = _run_with_grads(layer, cell.inputs(steps=5))
         for (name, _), grad in zip(layer.cells[0].named_parameters(), grads[1:]):
@@ -224,14 +316,14 @@ def check_gradients_reach_parameters(cell: CellUnderTest) -> None:
                 _fail(
                     cell,
                     f"parameter {name!r} gets no gradient ({backend} path): it is not used by "
-                    "project/step/scan, or it is detached; use it or remove it",
+                    f"{_methods(layer.cells[0])}, or it is detached; use it or remove it",
                 )
 
 
 def check_gradcheck(cell: CellUnderTest) -> None:
     """Analytic gradients equal numerical ones in float64 (both paths, with lengths)."""
     small = CellUnderTest(cell.cls, cell.options, input_size=2, hidden_size=3)
-    for backend in ("auto", "loop"):
+    for backend in _backends(cell):
         layer = small.layer(dtype=torch.float64, backend=backend)
         x = small.inputs(batch=2, steps=3, dtype=torch.float64).requires_grad_()
         lengths = torch.tensor([3, 2])
@@ -259,8 +351,12 @@ def check_lengths_masking(cell: CellUnderTest) -> None:
     lengths = torch.tensor([6, 2, 1, 4])
     x = cell.inputs(batch=4, steps=6)
     x[torch.arange(6) >= lengths[:, None]] = 100.0  # padding must not leak
-    for backend in ("auto", "loop"):
+    for backend in _backends(cell):
         layer = cell.layer(backend=backend, num_layers=2, bidirectional=True)
+        if layer.cells[0].has_scan():
+            hint = "a scan taking `lengths` must carry the state over padded steps"
+        else:
+            hint = "step must treat each batch row on its own (no statistics or mixing across the batch)"
         with torch.no_grad():
             out, state = layer(x, lengths=lengths)
             for b, n in enumerate(lengths.tolist()):
@@ -269,7 +365,7 @@ def check_lengths_masking(cell: CellUnderTest) -> None:
                     _fail(
                         cell,
                         f"with lengths, sequence {b} (length {n}) gets other outputs than alone "
-                        f"({backend} path); a scan taking `lengths` must carry the state over padded steps",
+                        f"({backend} path); {hint}",
                     )
                 for got, want in zip(_tensors(state), _tensors(alone_state)):
                     if not _close(got[:, b], want[:, 0]):
@@ -291,23 +387,83 @@ def check_layers_and_directions(cell: CellUnderTest) -> None:
             _fail(cell, f"3 bidirectional layers gave a state tensor {tuple(t.shape)}, expected [6, 2, ...]")
 
 
-def check_dtype_and_device_moves(cell: CellUnderTest) -> None:
-    """``.double()`` (and ``.cuda()`` when a GPU exists) move everything, results unchanged."""
+def check_dtype_moves(cell: CellUnderTest) -> None:
+    """``.double()`` moves everything and keeps the results."""
     layer = cell.layer()
     x = cell.inputs()
     with torch.no_grad():
         reference = layer(x)[0]
         doubled = layer.double()(x.double())[0]
-        if doubled.dtype != torch.float64 or not _close(doubled.float(), reference, atol=1e-4):
-            _fail(
-                cell,
-                "after .double() the outputs are not float64 or differ; create states and constants with "
-                "the dtype/device given to initial_state, and register constant tensors as buffers",
-            )
-        if torch.cuda.is_available():
-            moved = layer.float().cuda()(x.cuda())[0]
-            if moved.device.type != "cuda" or not _close(moved.cpu(), reference, atol=1e-4):
-                _fail(cell, "after .cuda() the outputs are not on the GPU or differ from the CPU's")
+    if doubled.dtype != torch.float64 or not _close(doubled.float(), reference, atol=1e-4):
+        _fail(
+            cell,
+            "after .double() the outputs are not float64 or differ; create states and constants with "
+            "the dtype/device given to initial_state, and register constant tensors as buffers",
+        )
+
+
+HOST_CONSTANT = (
+    "creates a tensor on the CPU while its inputs are on another device: it ran with every parameter and "
+    "input on the meta device, as on a GPU, and a tensor made inside it without device= "
+    "(torch.tensor([...]), torch.ones(...)) stays on the CPU; make it a buffer in __init__ "
+    "(self.register_buffer('beta', torch.tensor([beta]))) or create it with device=p_t.device, dtype=p_t.dtype"
+)
+TENSOR_TO_PYTHON = (
+    "turns a tensor's value into a Python value (an `if` or `while` on a tensor, .item(), float(), bool()): "
+    "that waits for the device at every step and cannot be compiled or exported; compute both branches "
+    "and choose with torch.where(condition, a, b)"
+)
+DATA_DEPENDENT_SHAPE = (
+    "uses an operation whose output shape depends on tensor values (nonzero, boolean indexing, unique): "
+    "it cannot be compiled or exported; keep shapes fixed (torch.where, masks multiplied in)"
+)
+
+
+def _meta_problem(exc: BaseException) -> str:
+    """What a failure on the meta device means for a cell on a real accelerator."""
+    text = str(exc)
+    if "cannot be called on meta tensors" in text:
+        return TENSOR_TO_PYTHON
+    if "expected device" in text or "same device" in text:
+        return HOST_CONSTANT
+    if "data-dependent" in text or "data-independent" in text:
+        return DATA_DEPENDENT_SHAPE
+    return f"failed on the meta device ({type(exc).__name__}: {' '.join(text.split())[:300]})"
+
+
+def _on_meta(cell: CellUnderTest, what: str, call: Callable[[], Any]) -> Any:
+    try:
+        result = call()
+    except Exception as exc:  # noqa: BLE001 - the cell's own code, on a device without data
+        _fail(cell, f"{what} {_meta_problem(exc)}")
+    if any(t.device.type != "meta" for t in _leaves(result)):
+        _fail(cell, f"{what} {HOST_CONSTANT}")
+    return result
+
+
+def check_meta_device(cell: CellUnderTest) -> None:
+    """Device independence without a GPU: ``project``, ``initial_state`` and ``step`` run on the meta
+    device (shapes only, no data), which catches CPU constants made inside them and Python control
+    flow on tensor values, the two faults a CPU-only run of the other checks cannot see."""
+    module = cell.make().to("meta")
+    x = cell.inputs(batch=2, steps=3).to("meta")
+    p = _on_meta(cell, "project(x)", lambda: module.project(x))
+    state = _on_meta(cell, "initial_state(batch, device, dtype)", lambda: module.initial_state(2, x.device, x.dtype))
+    h, new_state = _on_meta(cell, "step(p_t, state)", lambda: module.step(p[:, 0], state))
+    _on_meta(cell, "step(p_t, state) with a state from step", lambda: module.step(p[:, 1], new_state))
+
+
+def check_cuda(cell: CellUnderTest) -> None:
+    """``.cuda()`` moves everything and keeps the results (skipped without a GPU)."""
+    if not torch.cuda.is_available():
+        raise CheckSkipped("no CUDA GPU here: .cuda() was not run (the meta_device check still ran)")
+    layer = cell.layer()
+    x = cell.inputs()
+    with torch.no_grad():
+        reference = layer(x)[0]
+        moved = layer.cuda()(x.cuda())[0]
+    if moved.device.type != "cuda" or not _close(moved.cpu(), reference, atol=1e-4):
+        _fail(cell, "after .cuda() the outputs are not on the GPU or differ from the CPU's")
 
 
 def check_deterministic(cell: CellUnderTest) -> None:
@@ -371,16 +527,104 @@ def check_learns(cell: CellUnderTest) -> None:
         )
 
 
+def _unique_name_problem(cls: Type[Cell]) -> Optional[str]:
+    """Another installed cell with this class's name, if any."""
+    found = registry()
+    if cls.name in found.conflicts:
+        return f"the name {cls.name!r} is claimed by more than one installed plugin; choose a name no other cell has"
+    other = found.cells.get(cls.name)
+    if other is not None and other.cls is not cls:
+        return (
+            f"the name {cls.name!r} is already the cell {other.cls.__module__}.{other.cls.__qualname__} "
+            f"of {other.distribution}; choose a name no other cell has"
+        )
+    return None
+
+
+def _construction_problem(cell: CellUnderTest, exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if "before Module.__init__() call" in text:
+        return "__init__ must call super().__init__() before it assigns parameters or layers"
+    call = ", ".join([str(cell.input_size), str(cell.hidden_size), *(f"{k}={v!r}" for k, v in cell.options.items())])
+    return f"{cell.cls.__name__}({call}) raised {type(exc).__name__}: {text}"
+
+
+def _call(cell: CellUnderTest, what: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - the cell's own code
+        _fail(cell, f"{what} raised {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+
+def precheck(cell: CellUnderTest) -> None:
+    """The basics every other check builds on, each with one sentence: a valid, unique name; options that
+    have defaults and type hints; the cell builds with the sizes; ``initial_state``, ``project`` and one
+    ``step`` give the documented structure, shapes and dtype."""
+    problem = check_cell_class(cell.cls) or _unique_name_problem(cell.cls)
+    if problem:
+        _fail(cell, problem)
+    for key, parameter in cell_options(cell.cls).items():
+        if parameter.annotation is inspect.Parameter.empty:
+            _fail(
+                cell,
+                f"option {key!r} has no type hint; write it as {key}: {type(parameter.default).__name__} = "
+                f"{parameter.default!r} so that cell.{key}=... is type-checked",
+            )
+    try:
+        module = cell.make()
+    except Exception as exc:  # noqa: BLE001 - the cell's own constructor
+        _fail(cell, _construction_problem(cell, exc))
+    if (module.input_size, module.hidden_size) != (cell.input_size, cell.hidden_size):
+        _fail(
+            cell,
+            f"built with sizes ({cell.input_size}, {cell.hidden_size}) it has input_size={module.input_size}, "
+            f"hidden_size={module.hidden_size}; do not change them in __init__",
+        )
+    state = _call(
+        cell, "initial_state(2, device, dtype)", lambda: module.initial_state(2, torch.device("cpu"), torch.float32)
+    )
+    parts = (state,) if isinstance(state, Tensor) else state
+    if not isinstance(parts, tuple) or not parts or not all(isinstance(t, Tensor) for t in parts):
+        _fail(
+            cell,
+            f"initial_state() returned a {type(state).__name__}; return a tensor [batch, S] or a tuple of them "
+            "(not a list), e.g. (h, c)",
+        )
+    for t in parts:
+        if t.dim() < 2 or t.shape[0] != 2 or t.dtype != torch.float32:
+            _fail(
+                cell,
+                f"initial_state(2, device, torch.float32) gave a tensor {tuple(t.shape)} {t.dtype}; each must be "
+                "[batch, ...] in the dtype and on the device it is given",
+            )
+    x = cell.inputs(batch=2, steps=3)
+    p = _call(cell, "project(x)", lambda: module.project(x))
+    if not isinstance(p, Tensor) or p.dim() != 3 or p.shape[:2] != (2, 3):
+        _fail(cell, f"project(x) with x [2, 3, {cell.input_size}] must return [2, 3, P], got {getattr(p, 'shape', p)}")
+    result = _call(cell, "step(p_t, state)", lambda: module.step(p[:, 0], state))
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[0], Tensor):
+        _fail(cell, f"step(p_t, state) must return a pair (h_t, new_state), got {type(result).__name__}")
+    if result[0].shape != (2, cell.hidden_size):
+        _fail(
+            cell, f"step() must return h_t [2, {cell.hidden_size}] (batch, hidden_size), got {tuple(result[0].shape)}"
+        )
+    _check_state_like(cell, "the state returned by step()", result[1], state)
+
+
 CHECKS: Dict[str, Callable[[CellUnderTest], None]] = {
+    PRECHECK: precheck,
     "shapes_and_dtypes": check_shapes_and_dtypes,
     "no_input_mutation": check_no_input_mutation,
     "state_round_trip": check_state_round_trip,
     "scan_matches_loop": check_scan_matches_loop,
+    "generated_matches_loop": check_generated_matches_loop,
     "gradients_reach_parameters": check_gradients_reach_parameters,
     "gradcheck": check_gradcheck,
     "lengths_masking": check_lengths_masking,
     "layers_and_directions": check_layers_and_directions,
-    "dtype_and_device_moves": check_dtype_and_device_moves,
+    "dtype_moves": check_dtype_moves,
+    "meta_device": check_meta_device,
+    "cuda": check_cuda,
     "deterministic": check_deterministic,
     "state_dict_round_trip": check_state_dict_round_trip,
     "learns": check_learns,
@@ -388,32 +632,54 @@ CHECKS: Dict[str, Callable[[CellUnderTest], None]] = {
 
 
 def run_check(cell: Union[str, Type[Cell]], check: str, options: Optional[Dict[str, Any]] = None) -> None:
-    """Run one named check (what the pytest fixture does per test)."""
-    CHECKS[check](CellUnderTest.resolve(cell, options))
+    """Run one named check (what the pytest fixture does per test), after the pre-check.
+
+    Raises :class:`ConformanceError` when the check fails, and :class:`CheckSkipped` when it cannot
+    run: here (``cuda`` without a GPU), or because the pre-check failed (its sentence is the reason).
+    For ``precheck`` itself a cell that cannot be found, or options it refuses, fail the pre-check.
+    """
+    try:
+        subject = CellUnderTest.resolve(cell, options)
+        precheck(subject)
+    except (ConformanceError, SeqframeError) as exc:
+        if check == PRECHECK:
+            raise ConformanceError(str(exc)) from None
+        raise CheckSkipped(f"the pre-check failed: {exc}") from None
+    if check != PRECHECK:
+        CHECKS[check](subject)
 
 
 def check_cell(
     cell: Union[str, Type[Cell]],
     options: Optional[Dict[str, Any]] = None,
     checks: Optional[Sequence[str]] = None,
-) -> None:
-    """Run the conformance checks on a cell (a registered name or a class).
+) -> List[str]:
+    """Run the conformance checks on a cell (a registered name or a class); returns the skipped ones.
 
-    Every check runs; if any fail, one :class:`ConformanceError` lists each
-    failure with what to fix. ``checks`` limits the run to some of
-    :data:`CHECKS`; ``options`` are the cell's constructor options.
+    The pre-check runs first; if it fails, its one sentence is the report and nothing else runs.
+    Then every check runs; if any fail, one :class:`ConformanceError` lists each failure with what
+    to fix. ``checks`` limits the run to some of :data:`CHECKS`; ``options`` are the cell's
+    constructor options (``check_cell("mycell", {"beta": 2.0})``). The result lists the checks that
+    could not run here, with why (``cuda`` without a GPU).
     """
     subject = CellUnderTest.resolve(cell, options)
     unknown = sorted(set(checks or ()) - set(CHECKS))
     if unknown:
         raise ValueError(f"unknown checks {unknown}; the checks are: {', '.join(CHECKS)}")
-    failures = []
-    for name in checks or CHECKS:
+    try:
+        precheck(subject)
+    except ConformanceError as exc:
+        raise ConformanceError(f"the pre-check failed, so no other check ran:\n[{PRECHECK}] {exc}") from None
+    failures, skipped = [], []
+    for name in [c for c in checks or CHECKS if c != PRECHECK]:
         try:
             CHECKS[name](subject)
+        except CheckSkipped as exc:
+            skipped.append(f"[{name}] {exc}")
         except ConformanceError as exc:
             failures.append(f"[{name}] {exc}")
         except Exception as exc:  # noqa: BLE001 - a crash inside the cell is a failure too
             failures.append(f"[{name}] cell {subject.label!r} raised {type(exc).__name__}: {exc}")
     if failures:
         raise ConformanceError(f"{len(failures)} conformance check(s) failed:\n" + "\n".join(failures))
+    return skipped

@@ -6,24 +6,35 @@ test run that does not ask for it. A test that takes ``seqframe_check`` is
 repeated for every (cell, check) pair; the cells come from, in this order:
 a ``@pytest.mark.seqframe_cells("a", "b")`` marker, a module-level
 ``SEQFRAME_CELLS`` list, or the ``seqframe_cells`` ini option.
+
+The fixture is a callable; its keyword arguments are the cell's options, e.g.
+``seqframe_check(beta=2.0)`` checks the cell built with ``beta=2.0`` (a test
+may be parametrized over option values). The first test of each cell is the
+pre-check: when it fails, that test reports its one sentence and every other
+check of the cell is shown as skipped with that sentence as the reason. A
+check that cannot run here (``cuda`` without a GPU) is a skip with its reason.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Callable, List
 
 import pytest
 
 CHECK_NAMES = (
+    "precheck",
     "shapes_and_dtypes",
     "no_input_mutation",
     "state_round_trip",
     "scan_matches_loop",
+    "generated_matches_loop",
     "gradients_reach_parameters",
     "gradcheck",
     "lengths_masking",
     "layers_and_directions",
-    "dtype_and_device_moves",
+    "dtype_moves",
+    "meta_device",
+    "cuda",
     "deterministic",
     "state_dict_round_trip",
     "learns",
@@ -62,9 +73,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def seqframe_check(request: pytest.FixtureRequest):
-    """A callable that runs one conformance check on one cell (see the module docstring)."""
-    from seqframe.testing import run_check
+def seqframe_check(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """A callable that runs one conformance check on one cell; its keyword arguments are the cell's
+    options (``seqframe_check(beta=2.0)``). A check that cannot run is a pytest skip with the reason."""
+    from seqframe.testing import CheckSkipped, run_check
 
     cell, check = request.param
-    return lambda **options: run_check(cell, check, options or None)
+
+    def check_with(**options: Any) -> None:
+        try:
+            run_check(cell, check, options or None)
+        except CheckSkipped as exc:
+            pytest.skip(str(exc))
+
+    return check_with

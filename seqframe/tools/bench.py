@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import seqframe
+from seqframe.core import generated
 from seqframe.tools import bench_lengths
 
 SIZES = {  # name: (batch, time, input, hidden)
@@ -108,6 +109,7 @@ def candidates(
         )
         mine = [name for name, cls in classes.items() if family_of(cls) == family]
         chosen += [Candidate(family, f"{name} ({b})", _recurrent(name, b), b) for name in mine for b in backends]
+
         chosen += [
             Candidate(family, f"{_variant_label(name, options)} (auto)", _recurrent(name, "auto", **options), "auto")
             for name, options in variants
@@ -145,6 +147,8 @@ def time_candidates(
         run = training_step(row.build(inputs, hidden), x)
         for _ in range(warmup):
             run()
+        generated.CACHE.wait()  # cells on generated kernels: time them once built, not the loop meanwhile
+        run()
         start = time.perf_counter()
         run()
         runs.append((run, max(1, round(min_sample / max(time.perf_counter() - start, 1e-6)))))
@@ -469,6 +473,10 @@ def to_markdown(report: dict) -> str:
         lines += [f"| `{k}` | {v:.2f} |" for k, v in s.items()]
     if report.get("lengths"):
         lines += bench_lengths.to_markdown(report["lengths"])
+    if report.get("generated") or report.get("handwritten") or report.get("generated_startup"):
+        from seqframe.tools import bench_generated
+
+        lines += bench_generated.to_markdown(report)
     return "\n".join(lines) + "\n"
 
 
@@ -486,6 +494,8 @@ def run(
     variants: Sequence[Tuple[str, Dict[str, Any]]] = (),
     steps: bool = True,
     lengths: Optional[bench_lengths.LengthSweep] = None,
+    generated: bool = False,
+    generated_startup: bool = False,
 ) -> dict:
     """Run the selected tables, print the markdown, and write it (and JSON) where asked."""
     torch.set_num_threads(threads)
@@ -504,6 +514,16 @@ def run(
         report["startup"] = startup_table(repeat=3)
     if lengths is not None:
         report["lengths"] = bench_lengths.length_table(lengths, families, threads)
+    if generated or generated_startup:
+        from seqframe.tools import bench_generated
+
+        if generated:
+            installed = {info.name for info in seqframe.list_cells()}
+            plugins = [name for name in ("peephole_lstm", "layernorm_lstm") if name in installed]
+            report["generated"] = bench_generated.generated_table(sizes, repeat, plugins)
+            report["handwritten"] = bench_generated.handwritten_table(sizes, repeat)
+        if generated_startup:
+            report["generated_startup"] = bench_generated.startup_table()
     text = to_markdown(report)
     print(text)
     if out:

@@ -10,6 +10,7 @@ neither torch nor Lightning nor Hydra (each sub-command imports what it needs).
 from __future__ import annotations
 
 import argparse
+import difflib
 import fnmatch
 import json
 import sys
@@ -20,9 +21,22 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 REFERENCE_SIZE = (8, 16)  # the spec's Keras example: 8 features, 16 units
 
 
+def _auto_path(cls) -> str:
+    """What ``backend=auto`` runs: the cell's own scan (``fused``/``scan``) or, without one, the
+    ``generated`` kernels (built in the background on first use; ``loop`` with SEQFRAME_GENERATED=off);
+    a second path for padded batches when the scan takes no ``lengths``."""
+    from seqframe.core.recurrent import Recurrent
+
+    layer = Recurrent(cls, *REFERENCE_SIZE)
+    plain, padded = layer.paths()[0], layer.paths(with_lengths=True)[0]
+    return plain if plain == padded else f"{plain} ({padded} when padded)"
+
+
 def describe_cell(info) -> Dict[str, object]:
-    """One row of ``seqframe cells``: provenance, size and fast path of a cell at the reference size."""
+    """One row of ``seqframe cells``: provenance, size, fast path and options of a cell at the reference size."""
     from torch import Tensor
+
+    from seqframe.core.options import describe_typed_options
 
     row: Dict[str, object] = {
         "name": info.name,
@@ -31,6 +45,7 @@ def describe_cell(info) -> Dict[str, object]:
         "version": info.version,
         "gates": info.cls.gates,
         "cell_state": "yes" if info.cls.has_cell_state else "no",
+        "options": ", ".join(describe_typed_options(info.cls)) or "-",
     }
     try:
         cell = info.cls(*REFERENCE_SIZE)
@@ -40,13 +55,21 @@ def describe_cell(info) -> Dict[str, object]:
         shape = "[B, " + ", ".join(map(str, shapes.pop())) + "]" if len(shapes) == 1 else "mixed"
         row["params"] = sum(p.numel() for p in cell.parameters())
         row["state"] = f"{len(parts)} x {shape}" if len(parts) > 1 else shape
-        row["path"] = ("fused" if cell.fused_projection else "scan") if cell.has_scan() else "loop"
+        row["path"] = _auto_path(info.cls)
     except Exception as exc:  # a plugin's constructor: report, don't crash the listing
         row.update(params="?", state="?", path=f"error: {type(exc).__name__}: {exc}")
     return row
 
 
-CELL_COLUMNS = ("name", "plugin", "distribution", "version", "params", "state", "gates", "cell_state", "path")
+# the table's columns, in order: a key of describe_cell's rows each (a new field is one more entry)
+CELL_COLUMNS = ("name", "plugin", "distribution", "version", "params", "state", "gates", "cell_state")
+CELL_COLUMNS += ("options", "path")
+
+
+def _no_match(pattern: str, names: List[str]) -> str:
+    close = difflib.get_close_matches(pattern, names, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "."
+    return f"seqframe cells: no cell matches {pattern!r}{hint} Installed cells: {', '.join(names) or '(none)'}"
 
 
 def cmd_cells(args: argparse.Namespace) -> int:
@@ -54,6 +77,8 @@ def cmd_cells(args: argparse.Namespace) -> int:
     from seqframe.tools.tables import format_table
 
     rows = [describe_cell(info) for info in list_cells() if fnmatch.fnmatch(info.name, args.pattern)]
+    if not rows:  # `seqframe cells janett`: say so, and fail (scripts test the exit status)
+        print(_no_match(args.pattern, [info.name for info in list_cells()]), file=sys.stderr)
     problems = [
         {"plugin": b.source.entry_point, "distribution": b.source.distribution, "error": b.error}
         for b in broken_plugins()
@@ -65,14 +90,15 @@ def cmd_cells(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print(json.dumps({"cells": rows, "broken": problems}, indent=2))
-        return 0
+        return 0 if rows else 1
     i, h = REFERENCE_SIZE
     headers = [c if c != "params" else f"params@{i}x{h}" for c in CELL_COLUMNS]
-    print(format_table(headers, [[row[c] for c in CELL_COLUMNS] for row in rows]))
+    if rows:
+        print(format_table(headers, [[row[c] for c in CELL_COLUMNS] for row in rows]))
     if problems:
         print("\nBroken plugins (their cells are unavailable; the others work):")
         print(format_table(["plugin", "distribution", "error"], [list(p.values()) for p in problems]))
-    return 0
+    return 0 if rows else 1
 
 
 def cmd_new_cell(args: argparse.Namespace) -> int:
@@ -84,7 +110,7 @@ def cmd_new_cell(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_TABLES = ("steps", "scans", "harness", "startup", "lengths")
+BENCH_TABLES = ("steps", "scans", "harness", "startup", "lengths", "generated", "generated_startup")
 
 
 def _positive_ints(option: str, text: str, count: Optional[int] = None) -> Tuple[int, ...]:
@@ -140,6 +166,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         variants=variants,
         steps="steps" in only,
         lengths=lengths if "lengths" in only else None,
+        generated="generated" in only,
+        generated_startup="generated_startup" in only,
     )
     return 0
 
@@ -224,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-scans", action="store_true", help="skip the cells' own scans against their step loops")
     bench.add_argument("--no-lengths", action="store_true", help="skip the length sweep")
     bench.add_argument("--no-steps", action="store_true", help="skip the training-step table of --sizes")
+    bench.add_argument(
+        "--no-generated", action="store_true", help="skip the equations-only cells (a newcomer's LSTM, MGU, IndRNN)"
+    )
+    bench.add_argument(
+        "--no-generated-startup", action="store_true", help="skip the generated path's cold and warm start-up"
+    )
     bench.add_argument("--only", help=f"comma-separated: run only these tables of {', '.join(BENCH_TABLES)}")
     bench.add_argument(
         "--lengths", default="100,1000,10000", help="the length sweep's T (comma-separated; default 100,1000,10000)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import matplotlib
 
@@ -79,3 +79,24 @@ def plot_bars(rows: Sequence[Dict[str, Any]], path: Path) -> None:
 def _mean(rows: Sequence[Dict[str, Any]], column: str) -> float:
     values = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
     return sum(values) / len(values) if values else 0.0
+
+
+def plot_study(study: Any, target: Path, importances: bool) -> List[Tuple[str, str]]:
+    """An Optuna study's optimization history and (when they could be computed) parameter importances,
+    drawn by optuna's own matplotlib functions; returns the PNG names and titles written."""
+    import warnings
+
+    import optuna.visualization.matplotlib as optuna_plots
+
+    figures = [("optuna_history.png", "optimization history", optuna_plots.plot_optimization_history)]
+    if importances:
+        figures.append(("optuna_importances.png", "parameter importances", optuna_plots.plot_param_importances))
+    for name, _, plot in figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+            axes = plot(study)
+        axes.figure.set_size_inches(8, 4.5)
+        axes.figure.tight_layout()
+        axes.figure.savefig(target / name, dpi=90)
+        plt.close(axes.figure)
+    return [(name, title) for name, title, _ in figures]

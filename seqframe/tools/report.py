@@ -2,7 +2,11 @@
 
 It reads only files (each run's summary.json, metrics.csv and
 .hydra/overrides.yaml), so it works on a sweep that is still running or
-partly failed, and it imports neither torch nor Lightning.
+partly failed, and it imports neither torch nor Lightning. On an Optuna
+search (a sweep dir with ``optimization_results.yaml``) it also reads the
+study from its storage: the best trial, every trial (state, worker, wall
+time), the optimization history and the parameter importances, by optuna's
+own functions.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seqframe.harness.rundir import CPU, ELAPSED, SUMMARY_FILE, RunDir, RunSummary
+from seqframe.tools.report_forecast import forecast_section
 
 Point = Tuple[int, int, float, Optional[float], Optional[float]]  # epoch, step, value, wall s, CPU s
 
@@ -188,11 +193,86 @@ def report(directories: Sequence[Path], out: Optional[Path] = None) -> str:
         plot_curves(rows, target / "curves.png")
         plot_bars(rows, target / "bars.png")
         text += "\n![validation curves](curves.png)\n\n![time per epoch and parameters](bars.png)\n"
+    studies = [study_report(d, target) for d in directories if (d / STUDY_FILE).is_file()]
+    text += "".join(section for section, _ in studies)
+    text += forecast_section([Path(r["run"]) for r in rows])
     (target / "report.md").write_text(text)
     with (target / "report.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plain = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
-    (target / "report.json").write_text(json.dumps({"runs": plain, "groups": groups}, indent=2, default=str) + "\n")
+    found = {"runs": plain, "groups": groups, "studies": [study for _, study in studies]}
+    (target / "report.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
     return text
+
+
+STUDY_FILE = "optimization_results.yaml"  # the Optuna sweeper writes it into the sweep dir
+TRIAL_COLUMNS = ("trial", "state", "value", "worker", "wall_s", "retry_of", "params")
+
+
+def trial_rows(study: Any) -> List[Dict[str, Any]]:
+    """One row per trial of an Optuna study: number, state, value, the worker that ran it, wall seconds,
+    and the trial it re-runs (one whose worker died)."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        start, end = trial.datetime_start, trial.datetime_complete
+        rows.append({
+            "trial": trial.number,
+            "state": trial.state.name,
+            "value": trial.value,
+            "worker": trial.user_attrs.get("worker"),
+            "wall_s": (end - start).total_seconds() if start and end else None,
+            "retry_of": trial.system_attrs.get("failed_trial"),
+            "params": " ".join(f"{k}={_cell(v)}" for k, v in trial.params.items()),
+        })
+    return rows
+
+
+def _importances(study: Any) -> Tuple[Dict[str, float], str]:
+    """optuna's parameter importances, or none and why (too few finished trials, a constant value)."""
+    import optuna
+
+    try:
+        return dict(optuna.importance.get_param_importances(study)), ""
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return {}, f"(No parameter importances: {exc})\n"
+
+
+def study_report(sweep_dir: Path, target: Path) -> Tuple[str, Dict[str, Any]]:
+    """The Markdown section on the Optuna study of ``sweep_dir`` (PNGs into ``target``) and its data."""
+    import yaml
+
+    written = yaml.safe_load((sweep_dir / STUDY_FILE).read_text()) or {}
+    name, storage = written.get("study"), written.get("storage")
+    text = f"\n## Optuna study `{name}`\n\n"
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.load_study(study_name=name, storage=storage)
+    except Exception as exc:  # optuna missing, a server down, a password not given: the file table stands
+        return text + f"(The study in {storage} could not be read: {type(exc).__name__}: {exc})\n", {"study": name}
+    rows = trial_rows(study)
+    states = {state: sum(r["state"] == state for r in rows) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    text += f"Storage `{storage}`, {study.direction.name.lower()}; {len(rows)} trials: "
+    text += ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n) + ".\n\n"
+    data: Dict[str, Any] = {"study": name, "storage": storage, "trials": rows}
+    if states["COMPLETE"]:
+        best = study.best_trial
+        data["best"] = {"trial": best.number, "value": best.value, "params": best.params}
+        text += f"Best trial {best.number}: {best.value:.4g} (run dir {sweep_dir / str(best.number)}) with "
+        text += ", ".join(f"`{k}={_cell(v)}`" for k, v in best.params.items()) + ".\n\n"
+    text += "### Trials\n\n" + markdown_table(TRIAL_COLUMNS, rows) + "\n"
+    importances, why_not = _importances(study)
+    data["importances"] = importances
+    text += "\n### Parameter importances\n\n"
+    text += why_not or markdown_table(("parameter", "importance"), [
+        {"parameter": k, "importance": v} for k, v in importances.items()]) + "\n"
+    try:
+        from seqframe.tools.plots import plot_study
+    except ImportError:
+        return text + "\n(Plots need matplotlib: pip install 'seqframe[report]'.)\n", data
+    for png, title in plot_study(study, target, bool(importances)):
+        text += f"\n![{title}]({png})\n"
+    return text, data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -10,7 +9,6 @@ from typing import Dict
 
 from seqframe.errors import SeqframeError
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 # template file -> path in the new package ({module} is the import name)
 LAYOUT = {
     "pyproject.toml.tmpl": "pyproject.toml",
@@ -32,9 +30,12 @@ def names_for(name: str) -> Dict[str, str]:
 
 def new_cell(name: str, directory: Path) -> Path:
     """Write the package for cell ``name`` into ``directory/<distribution>``; returns that path."""
-    if not NAME_PATTERN.match(name):
-        raise SeqframeError(f"cell name {name!r} must be lower case letters, digits and _, starting with a letter")
+    from seqframe.core.cell import name_problem
     from seqframe.core.registry import list_cells
+
+    problem = name_problem(name)
+    if problem:
+        raise SeqframeError(problem)
 
     taken = {info.name: info.distribution for info in list_cells()}
     if name in taken:

@@ -1,0 +1,283 @@
+"""The generated path: any cell without ``scan`` compiled into per-step kernels, one autograd node.
+
+Every check compares with the reference step loop (``backend="loop"``) on the same weights: outputs,
+final states and gradients to 1e-5 in float32, gradcheck in float64; and every reason to fall back
+is forced once, to show that it leaves the loop's numbers and says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import seqframe
+from seqframe.core import generated
+from seqframe.core import inductor_adapter as adapter
+
+
+class StrangerLSTM(seqframe.Cell):
+    """An LSTM as a newcomer writes it: nn.Linear for both matrices, chunk, no scan."""
+
+    name = "stranger_lstm"
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.w = nn.Linear(input_size, 4 * hidden_size)
+        self.u = nn.Linear(hidden_size, 4 * hidden_size)
+
+    def project(self, x):
+        return self.w(x)
+
+    def step(self, p_t, state):
+        h, c = state
+        i, f, g, o = (p_t + self.u(h)).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+    def initial_state(self, batch, device=None, dtype=None):
+        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return (zeros, zeros.clone())
+
+
+class IndRNN(seqframe.Cell):
+    """One state tensor, an elementwise recurrent weight, an output that is the state itself."""
+
+    name = "indrnn_test"
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.w = nn.Linear(input_size, hidden_size)
+        self.u = nn.Parameter(torch.rand(hidden_size))
+
+    def project(self, x):
+        return self.w(x)
+
+    def step(self, p_t, h):
+        h = torch.relu(p_t + self.u * h)
+        return h, h
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    generated.CACHE.clear()
+    yield
+    generated.CACHE.clear()
+
+
+def _twins(cell, seed=0, dtype=torch.float32, **kwargs):
+    """The generated path and the loop, on equal weights."""
+    torch.manual_seed(seed)
+    fast = seqframe.Recurrent(cell, 5, 6, backend="generated", **kwargs).to(dtype)
+    loop = seqframe.Recurrent(cell, 5, 6, backend="loop", **kwargs).to(dtype)
+    loop.load_state_dict(fast.state_dict())
+    return fast, loop
+
+
+def _run(model, x, state=None, lengths=None):
+    model.zero_grad()
+    x = x.clone().requires_grad_()
+    out, final = model(x, state, lengths)
+    finals = final if isinstance(final, tuple) else (final,)
+    (out.square().sum() + sum(f.sum() for f in finals)).backward()
+    return out.detach(), [f.detach() for f in finals], [p.grad.clone() for p in model.parameters()], x.grad
+
+
+def _assert_same(a, b, atol=1e-5):
+    out_a, fin_a, grads_a, xg_a = a
+    out_b, fin_b, grads_b, xg_b = b
+    torch.testing.assert_close(out_a, out_b, atol=atol, rtol=0)
+    for x, y in zip(fin_a, fin_b):
+        torch.testing.assert_close(x, y, atol=atol, rtol=0)
+    for x, y in zip(grads_a, grads_b):
+        torch.testing.assert_close(x, y, atol=atol, rtol=0)
+    torch.testing.assert_close(xg_a, xg_b, atol=atol, rtol=0)
+
+
+def test_every_torch_internal_it_uses_is_where_the_adapter_expects():
+    """Fails by name when a torch upgrade moves one of them."""
+    missing = []
+    for what, (module, attribute) in adapter.INTERNALS.items():
+        try:
+            getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError):
+            missing.append(f"{what}: {module}.{attribute}")
+    assert not missing, f"torch {torch.__version__} moved: {missing}"
+    assert adapter.torch_validated(), f"torch {torch.__version__} is not in VALIDATED_TORCH: check and add it"
+    settings = adapter.member("Inductor's settings")
+    assert all(hasattr(settings, name) for name in adapter.KERNEL_SETTINGS)
+
+
+def test_stranger_lstm_matches_the_loop_with_padding_directions_layers_and_a_start_state():
+    fast, loop = _twins(StrangerLSTM, num_layers=2, bidirectional=True)
+    assert fast.paths() == ["generated", "generated"]
+    x = torch.randn(4, 7, 5)
+    lengths = torch.tensor([7, 3, 1, 5])
+    state = tuple(torch.randn(4, 4, 6) for _ in range(2))
+    _assert_same(_run(fast, x, state, lengths), _run(loop, x, state, lengths))
+    _assert_same(_run(fast, x), _run(loop, x))
+    # another batch size and length: new kernels for the batch, none for the length
+    x2 = torch.randn(3, 11, 5)
+    _assert_same(_run(fast, x2), _run(loop, x2))
+    assert fast.paths() == ["generated", "generated"]
+
+
+def test_a_cell_whose_output_is_its_state_and_float64_gradcheck():
+    fast, loop = _twins(IndRNN, dtype=torch.float64)
+    x = torch.randn(3, 5, 5, dtype=torch.float64)
+    _assert_same(_run(fast, x), _run(loop, x), atol=1e-10)
+    weights = list(fast.parameters())
+
+    names = [n for n, _ in fast.named_parameters()]
+
+    def outputs(inp, *ws):
+        return torch.func.functional_call(fast, dict(zip(names, ws)), (inp,), {"lengths": torch.tensor([5, 2, 4])})[0]
+
+    assert torch.autograd.gradcheck(outputs, (x.requires_grad_(), *weights))
+
+
+def test_time_checkpoint_runs_the_generated_kernels_chunk_by_chunk():
+    fast, loop = _twins(StrangerLSTM, time_checkpoint=3)
+    x = torch.randn(2, 8, 5)
+    _assert_same(_run(fast, x), _run(loop, x))
+
+
+def test_bf16_autocast_runs_the_kernels_traced_under_autocast():
+    fast, loop = _twins(StrangerLSTM)
+    x = torch.randn(3, 6, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_fast, _ = fast(x)
+        out_loop, _ = loop(x)
+    assert generated.status(fast.cells[0]) == "generated"
+    assert out_fast.dtype == out_loop.dtype
+    torch.testing.assert_close(out_fast.float(), out_loop.float(), atol=2e-2, rtol=0)
+
+
+def test_auto_runs_the_loop_while_building_then_switches(caplog):
+    torch.manual_seed(0)
+    model = seqframe.Recurrent(IndRNN, 5, 6)  # backend=auto: IndRNN has no scan
+    x = torch.randn(2, 4, 5)
+    with caplog.at_level(logging.INFO, logger="seqframe"):
+        before, _ = model(x)
+        assert model.paths()[0] in ("loop (generated: compiling)", "generated")
+        generated.CACHE.wait()
+        after, _ = model(x)
+    assert model.paths() == ["generated"]
+    torch.testing.assert_close(before, after, atol=1e-6, rtol=0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("building generated step kernels for cell 'indrnn_test'" in m for m in messages)
+    assert any("ready after" in m for m in messages)
+
+
+class Branchy(IndRNN):
+    name = "branchy"
+
+    def step(self, p_t, h):
+        if (h > 0).any():  # Python control flow on a tensor's value
+            return torch.tanh(p_t + self.u * h), torch.tanh(p_t + self.u * h)
+        return torch.tanh(p_t), torch.tanh(p_t)
+
+
+class InPlace(IndRNN):
+    name = "inplace"
+
+    def step(self, p_t, h):
+        h.mul_(0.5)  # changes the caller's state
+        out = torch.tanh(p_t + self.u * h)
+        return out, out
+
+
+class Noisy(IndRNN):
+    name = "noisy"
+
+    def step(self, p_t, h):
+        out = torch.tanh(p_t + self.u * h + 0.01 * torch.randn_like(h))
+        return out, out
+
+
+class Widening(IndRNN):
+    name = "widening"
+
+    def step(self, p_t, h):
+        out = torch.tanh(p_t + self.u * h).double()
+        return out, out
+
+
+@pytest.mark.parametrize(
+    "cell, reason",
+    [
+        (Branchy, "could not be traced"),
+        (InPlace, "in place"),
+        (Noisy, "random numbers"),
+        (Widening, "turns a state of torch.float32"),
+    ],
+)
+def test_what_the_kernels_cannot_reproduce_falls_back_to_the_loop_with_a_reason(cell, reason, caplog):
+    torch.manual_seed(0)
+    model = seqframe.Recurrent(cell, 5, 6, backend="generated")
+    loop = seqframe.Recurrent(cell, 5, 6, backend="loop")
+    loop.load_state_dict(model.state_dict())
+    x = torch.randn(2, 4, 5)
+    with caplog.at_level(logging.WARNING, logger="seqframe"):
+        if cell is Noisy:
+            torch.manual_seed(1)
+        out, _ = model(x)
+    assert model.paths()[0].startswith("loop (generated: failed: ") and reason in model.paths()[0]
+    assert sum(f"cell {cell.name!r} stays on the step loop" in r.getMessage() for r in caplog.records) == 1
+    if cell is Noisy:
+        torch.manual_seed(1)
+    expected, _ = loop(x)
+    assert torch.equal(out, expected)  # the loop's numbers, not approximately
+    model(x)  # remembered: no second build, no second warning
+    assert sum("stays on the step loop" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_unvalidated_torch_falls_back(monkeypatch):
+    monkeypatch.setattr(adapter, "VALIDATED_TORCH", ())
+    monkeypatch.delenv(adapter.UNVALIDATED_ENV, raising=False)
+    model = seqframe.Recurrent(IndRNN, 5, 6, backend="generated")
+    model(torch.randn(2, 3, 5))
+    assert "is not validated for generated kernels" in model.paths()[0]
+    monkeypatch.setenv(adapter.UNVALIDATED_ENV, "1")
+    generated.CACHE.clear()
+    model(torch.randn(2, 3, 5))
+    assert model.paths() == ["generated"]
+
+
+def test_a_moved_compiler_uses_the_public_one_and_with_both_gone_the_loop(monkeypatch):
+    internals = dict(adapter.INTERNALS)
+    internals["one-graph compiler"] = ("torch._inductor.compile_fx", "moved_away")
+    monkeypatch.setattr(adapter, "INTERNALS", internals)
+    fast, loop = _twins(IndRNN)
+    x = torch.randn(2, 3, 5)
+    _assert_same(_run(fast, x), _run(loop, x))
+    assert fast.paths() == ["generated"]
+    kernels = generated.CACHE.ready[generated._plans[fast.cells[0]].last_key]
+    assert kernels.compiler == "public"
+    internals["public one-graph compiler"] = ("torch._inductor", "moved_away_too")
+    generated.CACHE.clear()
+    fast(x)
+    assert fast.paths()[0].startswith("loop (generated: failed: ") and "moved_away_too" in fast.paths()[0]
+
+
+def test_a_failing_compiler_falls_back(monkeypatch):
+    def broken(gm, inputs):
+        raise RuntimeError("C++ compiler exploded")
+
+    monkeypatch.setattr(adapter, "COMPILERS", {"inner": broken, "public": broken})
+    fast, loop = _twins(IndRNN)
+    x = torch.randn(2, 3, 5)
+    assert torch.equal(fast(x)[0], loop(x)[0])
+    assert "C++ compiler exploded" in fast.paths()[0]
+
+
+def test_off_keeps_auto_on_the_loop(monkeypatch):
+    monkeypatch.setenv(generated.MODE_ENV, "off")
+    assert seqframe.Recurrent(IndRNN, 5, 6).paths() == ["loop"]
+    monkeypatch.setenv(generated.MODE_ENV, "sometimes")
+    with pytest.raises(ValueError, match="SEQFRAME_GENERATED='sometimes' is not valid"):
+        seqframe.Recurrent(IndRNN, 5, 6).paths()
