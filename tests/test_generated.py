@@ -17,31 +17,11 @@ from torch import nn
 import seqframe
 from seqframe.core import generated
 from seqframe.core import inductor_adapter as adapter
+from seqframe.tools.bench_generated import NewcomerLSTM
 
-
-class StrangerLSTM(seqframe.Cell):
-    """An LSTM as a newcomer writes it: nn.Linear for both matrices, chunk, no scan."""
-
-    name = "stranger_lstm"
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size)
-        self.w = nn.Linear(input_size, 4 * hidden_size)
-        self.u = nn.Linear(hidden_size, 4 * hidden_size)
-
-    def project(self, x):
-        return self.w(x)
-
-    def step(self, p_t, state):
-        h, c = state
-        i, f, g, o = (p_t + self.u(h)).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, (h, c)
-
-    def initial_state(self, batch, device=None, dtype=None):
-        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return (zeros, zeros.clone())
+# An LSTM as a newcomer writes it: super().__init__() with no sizes, nn.Linear for both matrices,
+# chunk, no scan (the benchmark times the same class)
+StrangerLSTM = NewcomerLSTM
 
 
 class IndRNN(seqframe.Cell):
@@ -281,3 +261,36 @@ def test_off_keeps_auto_on_the_loop(monkeypatch):
     monkeypatch.setenv(generated.MODE_ENV, "sometimes")
     with pytest.raises(ValueError, match="SEQFRAME_GENERATED='sometimes' is not valid"):
         seqframe.Recurrent(IndRNN, 5, 6).paths()
+
+
+def test_a_library_cut_short_in_the_compiler_cache_is_removed_and_built_again(monkeypatch, tmp_path):
+    """A process killed while Inductor wrote a kernel leaves a truncated .so that fails every later
+    load of that graph ("file too short"): the adapter deletes it and compiles once more."""
+    torn = tmp_path / "c66sdd.main.so"
+    torn.write_bytes(b"\x7fELF")
+    calls = []
+
+    def compiler(gm, inputs):
+        calls.append(torn.exists())
+        if torn.exists():
+            raise ImportError(f"{torn}: file too short")
+        return lambda args: ["ok"]
+
+    monkeypatch.setattr(adapter, "COMPILERS", {"inner": compiler})
+    gm = torch.fx.symbolic_trace(lambda x: x + 1)
+    monkeypatch.setattr(adapter, "example_inputs", lambda gm: [])
+    kernel, name = adapter.compile_graph(gm, compilers=("inner",))
+    assert (kernel([]), name, calls) == (["ok"], "inner", [True, False]) and not torn.exists()
+
+
+def test_a_deterministic_training_run_waits_for_the_kernels(monkeypatch):
+    from seqframe.harness.train import wait_for_generated_kernels
+
+    monkeypatch.delenv(generated.MODE_ENV, raising=False)
+    wait_for_generated_kernels(False)
+    assert generated.mode() == "background"
+    wait_for_generated_kernels(True)
+    assert generated.mode() == "wait"
+    model = seqframe.Recurrent(IndRNN, 5, 6)  # backend=auto, yet the first call already runs the kernels
+    model(torch.randn(2, 3, 5))
+    assert model.paths() == ["generated"]

@@ -6,8 +6,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import seqframe.core.recurrent as recurrent
-from seqframe.core.generated import MODE_ENV
 from seqframe import Recurrent
+from seqframe.core.generated import MODE_ENV
 from seqframe.data import AddingDataModule
 from seqframe.errors import SeqframeError
 from seqframe.harness.cell_configs import register_cell_configs

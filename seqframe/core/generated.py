@@ -39,6 +39,7 @@ import queue
 import threading
 import weakref
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -75,6 +76,12 @@ def mode() -> str:
     return value
 
 
+def _no_autocast(device_type: str) -> Any:
+    """Autocast switched off around kernels that have its casts built in (entered only when it is on:
+    the context manager itself costs microseconds, T times per sequence at small sizes)."""
+    return torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type) else nullcontext()
+
+
 def _dense(t: Tensor) -> Tensor:
     """``t`` in the dense layout the kernels were compiled for."""
     return t if t.is_contiguous() else t.contiguous()
@@ -91,16 +98,15 @@ class GeneratedSequence(torch.autograd.Function):
         steps = p_time.unbind(0)
         tail: List[List[Tensor]] = [[k] for k in keep.unbind(0)] if keep is not None else [[]] * len(steps)
         forward, user, alias = kernels.forward, kernels.user_outputs, kernels.alias
+        first = 0 if alias is not None else 1
         outputs, saved = [], []
-        with torch.autocast(kernels.autocast_device, enabled=False):
+        with _no_autocast(kernels.autocast_device):
             for p_t, extra in zip(steps, tail):
                 result = forward(head + [p_t] + state + extra)
-                if alias is not None:
-                    state = [_dense(s) for s in result[:user]]
-                    outputs.append(state[alias])
-                else:
-                    outputs.append(result[0])
-                    state = [_dense(s) for s in result[1:user]]
+                state = list(result[first:user])
+                if not kernels.dense_state:
+                    state = [_dense(s) for s in state]
+                outputs.append(result[0] if alias is None else state[alias])
                 saved.extend(result[user:])
         ctx.kernels, ctx.steps = kernels, len(steps)
         ctx.save_for_backward(*saved, *(head[k] for k in kernels.accumulated))
@@ -118,10 +124,10 @@ class GeneratedSequence(torch.autograd.Function):
         sums = [torch.zeros_like(p) for p in params]
         grads = [g.contiguous() for g in state_grads]  # compiled for dense inputs (zeros may come expanded)
         out_grads = out_grad.transpose(0, 1).contiguous().unbind(0)
-        wanted = {0} | {w.index for d in kernels.deferred for w in (d.x, d.r) if w is not None and w.kind == "output"}
+        wanted = kernels.collected
         collected: Dict[int, List[Tensor]] = {i: [] for i in wanted}
         backward = kernels.backward
-        with torch.autocast(kernels.autocast_device, enabled=False):
+        with _no_autocast(kernels.autocast_device):
             for t in range(ctx.steps - 1, -1, -1):
                 result = backward(sums + list(saved[t * per_step: (t + 1) * per_step]) + grads + [out_grads[t]])
                 sums = list(result[:count])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
@@ -145,13 +146,33 @@ def _compile_public(gm: Any, inputs: List[Tensor]) -> Kernel:
 COMPILERS = {"inner": _compile_inner, "public": _compile_public}
 
 
+_TORN_LIBRARY = re.compile(r"(/\S+\.so): (?:file too short|invalid ELF header)")
+
+
+def _remove_torn_library(exc: BaseException) -> bool:
+    """A compiled library cut short in Inductor's cache (its writer was killed) fails every later load
+    of the same graph; remove it so that the retry builds it again. True if one was removed."""
+    match = _TORN_LIBRARY.search(str(exc))
+    if match is None:
+        return False
+    try:
+        os.unlink(match.group(1))
+    except OSError:
+        return False
+    return True
+
+
 def compile_graph(gm: Any, compilers: Sequence[str] = ("inner", "public")) -> Tuple[Kernel, str]:
     """``gm`` compiled by the first of ``compilers`` that works: the kernel and which one it was."""
     reasons = []
     inputs = example_inputs(gm)
     for name in compilers:
-        try:
-            return COMPILERS[name](gm, inputs), name
-        except Unavailable as exc:
-            reasons.append(str(exc))
+        for _attempt in range(2):
+            try:
+                return COMPILERS[name](gm, inputs), name
+            except Exception as exc:  # a moved internal (Unavailable) or a failed build: try the next way
+                if _remove_torn_library(exc):
+                    continue
+                reasons.append(str(exc) if isinstance(exc, Unavailable) else f"{type(exc).__name__}: {exc}")
+                break
     raise Unavailable("; ".join(reasons) or "no compiler")

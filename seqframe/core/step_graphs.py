@@ -21,6 +21,7 @@ background on a copy of the cell:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -151,12 +152,19 @@ class StepKernels:
     autocast_device: str
     compiler: str
     time_major: bool = False  # project() may be called on time-major input (same numbers)
+    dense_state: bool = False  # the forward kernel returns the state dense (no copy before the next step)
     seconds: float = 0.0
     extra_rows: int = 0
 
     @property
     def user_outputs(self) -> int:
         return self.state_leaves if self.alias is not None else self.state_leaves + 1
+
+    @functools.cached_property
+    def collected(self) -> Tuple[int, ...]:
+        """Backward outputs kept from every step: ``p_t``'s gradient and the deferred gradients' rows."""
+        rows = {w.index for d in self.deferred for w in (d.x, d.r) if w is not None and w.kind == "output"}
+        return tuple(sorted(rows | {0}))
 
 
 class _StepCall(nn.Module):
@@ -334,6 +342,43 @@ def _plan_gradients(grads: List[Any], slots: List[int], batch: int, cheap_rows: 
     return plan
 
 
+_COMPARISONS = {
+    getattr(_aten, name).Scalar for name in ("le", "lt", "ge", "gt", "eq", "ne")
+}
+
+
+def _recompute_masks(forward_gm: Any, backward_gm: Any, user: int) -> None:
+    """Save the float a mask compares instead of the mask, and compare again in the backward.
+
+    The partitioner keeps boolean masks (``relu``'s ``out <= 0``: a quarter of the bytes), but
+    Inductor's CPU code stores a boolean vector element by element: measured, an IndRNN step's
+    forward kernel took 70 us with its mask and the whole step 7 us of work without."""
+    output = next(n for n in forward_gm.graph.nodes if n.op == "output")
+    outputs = list(output.args[0])
+    placeholders = [n for n in backward_gm.graph.nodes if n.op == "placeholder"]
+    first_op = next(n for n in backward_gm.graph.nodes if n.op != "placeholder")
+    changed = False
+    for index in range(user, len(outputs)):
+        mask = outputs[index]
+        if not (getattr(mask, "op", None) == "call_function" and mask.target in _COMPARISONS):
+            continue
+        source, scalar = mask.args[0], mask.args[1]
+        if not hasattr(source, "meta") or isinstance(scalar, type(mask)):
+            continue
+        outputs[index] = source
+        stash = placeholders[index - user]
+        with backward_gm.graph.inserting_before(first_op):
+            again = backward_gm.graph.call_function(mask.target, (stash, scalar))
+        stash.replace_all_uses_with(again, delete_user_cb=lambda n, again=again: n is not again)
+        again.meta["val"], stash.meta["val"] = mask.meta["val"], source.meta["val"]
+        changed = True
+    if changed:
+        output.args = (tuple(outputs),)
+        for gm in (forward_gm, backward_gm):
+            gm.graph.eliminate_dead_code()
+            gm.recompile()
+
+
 def _never() -> None:
     return None
 
@@ -367,6 +412,7 @@ def build(
     stash_nodes = [n for n in backward_gm.graph.nodes if n.op == "placeholder"]
     if len(stash_nodes) != saved + user:
         raise adapter.Unavailable("an output of step does not depend on anything differentiable")
+    _recompute_masks(forward_gm, backward_gm, user)
     grads = _outputs(backward_gm)
     returned = grads[count: count + 1 + nleaves]  # p_t's gradient, then the state's
     slots = [k for k in range(count) if grads[k] is not None]
@@ -410,6 +456,8 @@ def build(
         sums = (a + result[k] for a, k in zip(sums, accumulated))
         return (*sums, *result[count: count + 1 + nleaves], *result[len(grads):])
 
+    state_values = [n.meta["val"] for n in _outputs(forward_gm)[user - nleaves: user]]
+    dense = all(v.is_contiguous() for v in state_values)
     examples = [torch.zeros_like(named[k][1]) for k in accumulated]
     examples += [adapter.zeros_like_meta(n) for n in _outputs(forward_gm)[user:]]
     examples += [torch.zeros(s, dtype=d, device=sig.device) for s, d in zip(sig.state_shapes, sig.state_dtypes)]
@@ -423,7 +471,7 @@ def build(
     return StepKernels(
         forward=forward_kernel, backward=backward_kernel, module_tensors=count, accumulated=tuple(accumulated),
         deferred=deferred, state_leaves=nleaves, saved=saved, alias=alias, masked=sig.masked,
-        autocast_device=sig.device.type, compiler=compiler, time_major=prepared.time_major,
+        autocast_device=sig.device.type, compiler=compiler, time_major=prepared.time_major, dense_state=dense,
         seconds=time.perf_counter() - started,
         extra_rows=len(extra),
     )
