@@ -44,3 +44,27 @@ def run(args, cwd, exe=BIN / "seqframe-train", timeout=400) -> subprocess.Comple
 
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+# The first lines of a script that must run without seqframe: its editable-install finders are removed and
+# the script stops if `import seqframe` still works. Only torch, numpy or onnxruntime remain.
+WITHOUT_SEQFRAME = """
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
+sys.path_importer_cache.clear()
+try:
+    import seqframe
+except ImportError:
+    pass
+else:
+    raise SystemExit("seqframe is importable: " + str(seqframe.__file__))
+"""
+
+
+def run_without_seqframe(script: str, folder: Path, *args: str) -> None:
+    """Run ``script`` (after :data:`WITHOUT_SEQFRAME`) in an isolated Python process; fail with its output."""
+    path = folder / "without_seqframe.py"
+    path.write_text(WITHOUT_SEQFRAME + script)
+    result = subprocess.run([sys.executable, "-I", str(path), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

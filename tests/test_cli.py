@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from runs import BIN, run, summary
 
-SUB_COMMANDS = {"train", "eval", "predict", "export", "report", "bench", "cells", "new-cell"}
+SUB_COMMANDS = {"train", "eval", "predict", "generate", "export", "report", "bench", "cells", "new-cell"}
 FRAMEWORKS = ("torch", "pytorch_lightning", "lightning", "hydra", "omegaconf")
 QUIET = ["trainer.enable_progress_bar=false", "logger=csv"]
 

@@ -4,28 +4,15 @@ write a file -> seqframe-train -> seqframe-eval -> seqframe-predict -> seqframe 
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from runs import BIN, run, summary
+from runs import BIN, run, run_without_seqframe, summary
 
 QUIET = ["trainer.enable_progress_bar=false", "logger=csv"]
 
-# Runs an exported model with seqframe made unimportable: its editable-install finders are
-# removed and the check fails if `import seqframe` still works. Only torch or onnxruntime remain.
+# Runs an exported model with seqframe made unimportable (runs.WITHOUT_SEQFRAME).
 RUN_EXPORTED = """
-import sys
-sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
-sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, "__module__", "").startswith("__editable__")]
-sys.path_importer_cache.clear()
-try:
-    import seqframe
-except ImportError:
-    pass
-else:
-    raise SystemExit("seqframe is importable: " + str(seqframe.__file__))
 import numpy as np
 fmt, model, inputs, out = sys.argv[1:5]
 data = np.load(inputs)
@@ -44,16 +31,8 @@ np.save(out, y)
 def run_exported(tmp_path, fmt, model, x, lengths):
     """The exported model's output for ``x``/``lengths``, computed without seqframe."""
     np.savez(tmp_path / "inputs.npz", x=x.astype(np.float32), lengths=lengths.astype(np.int64))
-    script = tmp_path / "run_exported.py"
-    script.write_text(RUN_EXPORTED)
     out = tmp_path / "exported_out.npy"
-    result = subprocess.run(
-        [sys.executable, "-I", str(script), fmt, str(model), str(tmp_path / "inputs.npz"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_without_seqframe(RUN_EXPORTED, tmp_path, fmt, str(model), str(tmp_path / "inputs.npz"), str(out))
     return np.load(out)
 
 

@@ -108,7 +108,7 @@ class GeneratedSequence(torch.autograd.Function):
                     state = [_dense(s) for s in state]
                 outputs.append(result[0] if alias is None else state[alias])
                 saved.extend(result[user:])
-        ctx.kernels, ctx.steps = kernels, len(steps)
+        ctx.kernels, ctx.steps, ctx.width = kernels, len(steps), p_time.shape[-1]
         ctx.save_for_backward(*saved, *(head[k] for k in kernels.accumulated))
         ctx.mark_non_differentiable(*(t for t in [keep] if t is not None))
         return (torch.stack(outputs, 1), *state)
@@ -124,17 +124,20 @@ class GeneratedSequence(torch.autograd.Function):
         sums = [torch.zeros_like(p) for p in params]
         grads = [g.contiguous() for g in state_grads]  # compiled for dense inputs (zeros may come expanded)
         out_grads = out_grad.transpose(0, 1).contiguous().unbind(0)
-        wanted = kernels.collected
+        wanted = [i for i in kernels.collected if i > 0]
         collected: Dict[int, List[Tensor]] = {i: [] for i in wanted}
-        backward = kernels.backward
+        p_grad = out_grad.new_empty((ctx.steps, out_grad.shape[0], ctx.width), dtype=kernels.p_grad_dtype)
+        backward, leaves = kernels.backward, kernels.state_leaves
         with _no_autocast(kernels.autocast_device):
             for t in range(ctx.steps - 1, -1, -1):
-                result = backward(sums + list(saved[t * per_step: (t + 1) * per_step]) + grads + [out_grads[t]])
+                step_saved = list(saved[t * per_step: (t + 1) * per_step])
+                result = backward(sums + step_saved + grads + [out_grads[t], p_grad[t]])
                 sums = list(result[:count])
-                grads = list(result[count + 1: count + 1 + kernels.state_leaves])
+                grads = list(result[count: count + leaves])
                 for i in wanted:
-                    collected[i].append(result[count + i])
+                    collected[i].append(result[count + i - 1])
         stacked = {i: torch.stack(parts[::-1]) for i, parts in collected.items()}  # [T, B, n], in time order
+        stacked[0] = p_grad
         module_grads: List[Optional[Tensor]] = [None] * kernels.module_tensors
         for slot, grad in zip(kernels.accumulated, sums):
             module_grads[slot] = grad

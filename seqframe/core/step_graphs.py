@@ -137,8 +137,9 @@ class StepKernels:
     """The compiled forward and backward kernels of one step, and how to call them.
 
     forward: ``[*module tensors, p_t, *state (, keep_t)]`` -> ``[out (unless aliased), *state,
-    *saved]``; backward: ``[*accumulated, *saved, *state grads, out grad]`` -> ``[*accumulated,
-    p_t grad, *state grads before the step, *extra rows]``."""
+    *saved]``; backward: ``[*accumulated, *saved, *state grads, out grad, p_t grad (written)]`` ->
+    ``[*accumulated, *state grads before the step, *extra rows]``; :class:`Rows` ``output`` 0 is the
+    written ``p_t`` gradient, ``i > 0`` the ``i``-th output after the accumulations."""
 
     forward: adapter.Kernel
     backward: adapter.Kernel
@@ -153,6 +154,7 @@ class StepKernels:
     compiler: str
     time_major: bool = False  # project() may be called on time-major input (same numbers)
     dense_state: bool = False  # the forward kernel returns the state dense (no copy before the next step)
+    p_grad_dtype: torch.dtype = torch.float32
     seconds: float = 0.0
     extra_rows: int = 0
 
@@ -441,20 +443,27 @@ def build(
     accumulated = plan.accumulated
     alias = prepared.alias
 
+    if grads[count] is None:
+        raise adapter.Unavailable("step does not use p_t")
+
     def backward_step(*args: Tensor) -> Tuple[Tensor, ...]:
         """One step back: accumulated gradients, the saved tensors, the gradients of the state after
-        the step and of the output -> new accumulations, ``p_t``'s and the state's gradients, rows."""
+        the step and of the output, and where ``p_t``'s gradient goes (a slice of the sequence's
+        buffer: written in place, no copy afterwards) -> new accumulations, the state's gradients
+        before the step, rows of deferred gradients."""
         sums = args[: len(accumulated)]
         stash = args[len(accumulated): len(accumulated) + saved]
-        state_grads = list(args[len(accumulated) + saved: -1])
+        state_grads = list(args[len(accumulated) + saved: -2])
+        out_grad, p_grad = args[-2], args[-1]
         if alias is not None:
-            state_grads[alias] = state_grads[alias] + args[-1]
+            state_grads[alias] = state_grads[alias] + out_grad
             tangents = state_grads
         else:
-            tangents = [args[-1], *state_grads]
+            tangents = [out_grad, *state_grads]
         result = backward_gm(*stash, *tangents)
+        p_grad.copy_(result[count])
         sums = (a + result[k] for a, k in zip(sums, accumulated))
-        return (*sums, *result[count: count + 1 + nleaves], *result[len(grads):])
+        return (*sums, *result[count + 1: count + 1 + nleaves], *result[len(grads):])
 
     state_values = [n.meta["val"] for n in _outputs(forward_gm)[user - nleaves: user]]
     dense = all(v.is_contiguous() for v in state_values)
@@ -462,7 +471,8 @@ def build(
     examples += [adapter.zeros_like_meta(n) for n in _outputs(forward_gm)[user:]]
     examples += [torch.zeros(s, dtype=d, device=sig.device) for s, d in zip(sig.state_shapes, sig.state_dtypes)]
     out_grad = adapter.zeros_like_meta(_outputs(forward_gm)[0]) if alias is None else examples[alias - nleaves].clone()
-    examples.append(out_grad)
+    p_grad_dtype = grads[count].meta["val"].dtype
+    examples += [out_grad, torch.zeros(sig.batch, sig.width, dtype=p_grad_dtype, device=sig.device)]
     backward_graph = adapter.trace(backward_step, examples)
     interrupted()
     forward_kernel, compiler = adapter.compile_graph(forward_gm)  # (compiling rewrites the graph's metadata)
@@ -472,8 +482,7 @@ def build(
         forward=forward_kernel, backward=backward_kernel, module_tensors=count, accumulated=tuple(accumulated),
         deferred=deferred, state_leaves=nleaves, saved=saved, alias=alias, masked=sig.masked,
         autocast_device=sig.device.type, compiler=compiler, time_major=prepared.time_major, dense_state=dense,
-        seconds=time.perf_counter() - started,
-        extra_rows=len(extra),
+        seconds=time.perf_counter() - started, extra_rows=len(extra), p_grad_dtype=p_grad_dtype,
     )
 
 

@@ -39,6 +39,8 @@ class TaskSpec:
       input's structure (chance level); reports compare against it.
     * ``monitor`` / ``mode``: the validation metric that picks the best
       checkpoint; ``target``: the metric value that counts as "solved".
+    * ``stateful``: batches are :class:`~seqframe.data.streams.StreamBatch` es whose rows continue the
+      previous batch's rows (``data.stateful=true``): the model carries its state from batch to batch.
     """
 
     task: str
@@ -49,6 +51,7 @@ class TaskSpec:
     vocab_size: Optional[int] = None
     baseline: Dict[str, float] = field(default_factory=dict)
     target: Optional[float] = None
+    stateful: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

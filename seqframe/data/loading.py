@@ -22,11 +22,12 @@ class ResumableSampler(DistributedSampler):
 
     ``pad=True`` (training) repeats a few items so every process runs the same number of steps, as
     DDP needs. ``pad=False`` (validation, test) gives each item to exactly one process, so the synced
-    metrics count every sequence once; the shards may then differ in size by one.
+    metrics count every sequence once; the shards may then differ in size by one. ``shard=False``: every
+    process reads the whole dataset (which is already its own, as stateful streams are).
     """
 
-    def __init__(self, dataset: Dataset, shuffle: bool, seed: int, pad: bool = True) -> None:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int, pad: bool = True, shard: bool = True) -> None:
+        distributed = shard and torch.distributed.is_available() and torch.distributed.is_initialized()
         super().__init__(
             dataset,
             num_replicas=None if distributed else 1,
@@ -69,13 +70,13 @@ class ResumableDataLoader(DataLoader):
 
 
 def resumable_loader(
-    dataset: Dataset, shuffle: bool, seed: int, pad: bool = True, **options: Any
+    dataset: Dataset, shuffle: bool, seed: int, pad: bool = True, shard: bool = True, **options: Any
 ) -> ResumableDataLoader:
     """A loader whose epoch order depends only on (seed, epoch) and that resumes mid-epoch.
 
     Under DDP each process reads its own share. Its own generator seeds the
     workers, so iterating never draws from the global RNG that dropout uses.
     """
-    sampler = ResumableSampler(dataset, shuffle=shuffle, seed=seed, pad=pad)
+    sampler = ResumableSampler(dataset, shuffle=shuffle, seed=seed, pad=pad, shard=shard)
     generator = torch.Generator().manual_seed(seed)
     return ResumableDataLoader(dataset, sampler=sampler, generator=generator, **options)

@@ -16,10 +16,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from seqframe.data.base import SPLITS, TaskDataModule, TaskSpec
 from seqframe.data.files import DataFileError, SequenceList, SequenceListPerStep, Sequences
+from seqframe.data.streams import cut_streams, stream_loader
 
 UNKNOWN = "\ufffd"  # id 0: tokens of val/test (or new files) that training never saw
 TOKENS = ("char", "word")
@@ -71,7 +72,11 @@ class TextDataModule(TaskDataModule):
     ``1 - val_fraction - test_fraction`` for training (which fixes the
     vocabulary), then validation, then test; each cut into windows of ``seq_len``
     (the last ``< seq_len`` tokens of a split make no window: counted in ``report``).
-    ``bpc`` is bits per token (per word with ``tokens=word``)."""
+    ``bpc`` is bits per token (per word with ``tokens=word``).
+
+    ``stateful=True``: each split is read in order as ``batch_size`` contiguous streams per process
+    (:mod:`seqframe.data.streams`), and the model carries its state from one batch to the next
+    (truncated BPTT over ``seq_len`` steps); ``shuffle`` does not apply."""
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class TextDataModule(TaskDataModule):
         seed: int = 0,
         shuffle: bool = True,
         tokens: str = "char",
+        stateful: bool = False,
         data_state: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
@@ -98,6 +104,7 @@ class TextDataModule(TaskDataModule):
         if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
             raise ValueError("data.val_fraction and data.test_fraction must be in (0, 1) and sum to less than 1")
         self.seq_len = int(seq_len)
+        self.stateful = bool(stateful)
         text = self.path.read_text(encoding="utf-8", errors="replace")
         text = tokenize(text[:max_chars] if max_chars else text, tokens)
         n = len(text)
@@ -111,7 +118,9 @@ class TextDataModule(TaskDataModule):
                 )
         saved = (data_state or {}).get("classes")
         self.vocabulary = Vocabulary(self.texts["train"], itos=saved)
-        self.report = {"unused_tail_tokens": {s: (len(t) - 1) % self.seq_len for s, t in self.texts.items()}}
+        # stateful: at most batch_size tokens per split (those after the streams' equal lengths)
+        tail = (lambda n: (n - 1) % self.batch_size) if self.stateful else (lambda n: (n - 1) % self.seq_len)
+        self.report = {"unused_tail_tokens": {s: tail(len(t)) for s, t in self.texts.items()}}
 
     @property
     def spec(self) -> TaskSpec:
@@ -123,10 +132,20 @@ class TextDataModule(TaskDataModule):
             monitor="val/loss",
             mode="min",
             baseline={"bpc": bits, "loss": bits * math.log(2)},
+            stateful=self.stateful,
         )
 
     def build(self, split: str) -> Dataset:
-        return TensorDataset(*windows(self.vocabulary.encode(self.texts[split]), self.seq_len))
+        ids = self.vocabulary.encode(self.texts[split])
+        if self.stateful:  # built when the loaders are, so the final batch size and DDP ranks are known
+            return cut_streams(ids, self.batch_size, self.seq_len, f"{self.path}: the {split} split")
+        return TensorDataset(*windows(ids, self.seq_len))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.stateful:
+            return super()._loader(split, shuffle)
+        self.setup()
+        return stream_loader(self.splits[split], self.seed, self.num_workers)
 
     @property
     def data_state(self) -> Dict[str, Any]:

@@ -15,11 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqframe.core.cell import State
 from seqframe.core.options import RUNNER_KEYS
 from seqframe.core.recurrent import Recurrent
+from seqframe.core.state import map_state, stack_states
 from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, TaskSpec
 from seqframe.data.forecast_scores import pinball
 from seqframe.data.series import to_units
+from seqframe.data.streams import StreamBatch
 from seqframe.harness.execution import GroupedSteps, as_batches
 from seqframe.harness.metrics import ForecastMetrics, TaskMetrics
 from seqframe.harness.schema import ENCODERS
@@ -78,6 +81,12 @@ class SequenceModel(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["metrics"])
         self.spec = TaskSpec(**task)
+        if self.spec.stateful and bidirectional:
+            raise ValueError(
+                "data.stateful=true carries the state forward from one batch to the next, which a bidirectional "
+                "model cannot do (its reverse direction would need the future): set model.bidirectional=false, "
+                "or data.stateful=false"
+            )
         # forecasting (data=series): its horizon, targets and transform; outputs and metrics in the data's units
         self.forecast_spec: Optional[Dict[str, Any]] = (data_state or {}).get("forecast")
         self.quantiles = self._check_quantiles(quantiles)
@@ -95,6 +104,8 @@ class SequenceModel(pl.LightningModule):
             self.train_metrics, self.val_metrics, self.test_metrics = (self._build_metrics(s) for s in STAGES)
         # several optimizer steps per Lightning step: set by seqframe.harness.execution.configure
         self.execution: Optional[GroupedSteps] = None
+        # data.stateful: each stage's final state of its previous batch (detached), the next batch's start
+        self.carried: Dict[str, State] = {}
 
     def _build_encoder(self, encoder: str, embed_dim: int) -> tuple[nn.Module, int]:
         spec = self.spec
@@ -132,9 +143,37 @@ class SequenceModel(pl.LightningModule):
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
         """Logits / predictions: ``[B, T, C]`` for per-step tasks, else ``[B, C]``."""
         out, _ = self.rnn(self.encoder(x), lengths=lengths)
+        return self._head(out, lengths)
+
+    def forward_with_state(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        """``forward`` from a given state (None: the cells' initial state), returning the final state too:
+        what stateful training, generation and the streaming export run. Chunks of a sequence run one
+        after the other this way give the outputs of the whole sequence run at once."""
+        out, final = self.rnn(self.encoder(x), state)
+        return self._head(out, None), final
+
+    def _head(self, out: Tensor, lengths: Optional[Tensor]) -> Tensor:
         if self.spec.task in PER_STEP_TASKS:
             return self.head(out)
         return self.head(self._summarise(out, lengths))
+
+    def initial_state(self, batch: int, device: Optional[torch.device] = None, dtype=None) -> State:
+        """The cells' initial states stacked ``[L*D, B, S]`` (the layout ``rnn`` takes and returns)."""
+        dtype = dtype or self.head.weight.dtype
+        return stack_states([cell.initial_state(batch, device=device, dtype=dtype) for cell in self.rnn.cells])
+
+    def _stream_start(self, stage: str, reset: Tensor) -> Optional[State]:
+        """The state a stateful batch starts from: the stage's carried one, with the rows where a stream
+        starts afresh (``reset``) back at the initial state; None (the initial state) when all do."""
+        carried = self.carried.get(stage)
+        if carried is None or bool(reset.all()):
+            return None
+        if not bool(reset.any()):
+            return carried
+        like = carried if isinstance(carried, Tensor) else carried[0]
+        initial = self.initial_state(len(reset), device=like.device, dtype=like.dtype)
+        rows = reset.to(like.device).view(1, -1, 1)
+        return map_state(lambda start, kept: torch.where(rows, start, kept), initial, carried)
 
     def _summarise(self, out: Tensor, lengths: Optional[Tensor]) -> Tensor:
         """One vector per sequence: the forward direction at its last valid step,
@@ -191,6 +230,10 @@ class SequenceModel(pl.LightningModule):
             if log_step and stage == "train":
                 self.log_step_loss(loss)
             return loss
+        if isinstance(batch, StreamBatch):  # data.stateful: truncated BPTT, the state carried (detached)
+            output, final = self.forward_with_state(batch.x, self._stream_start(stage, batch.reset))
+            self.carried[stage] = map_state(torch.Tensor.detach, final)
+            return self._score(output, batch.y, stage, log_step)
         x, y, *rest = batch
         lengths = rest[0] if rest else None
         if lengths is not None and self.spec.task in PER_STEP_TASKS:
@@ -199,7 +242,11 @@ class SequenceModel(pl.LightningModule):
                 y = y.masked_fill(padded, IGNORE_INDEX)
             else:
                 y = y.masked_fill(padded.unsqueeze(-1), float("nan"))
-        loss, predictions, targets = self._loss(self(x, lengths), y)
+        return self._score(self(x, lengths), y, stage, log_step)
+
+    def _score(self, output: Tensor, y: Tensor, stage: str, log_step: bool) -> Tensor:
+        """The loss of ``output`` against ``y``, with the stage's metrics updated and the step loss logged."""
+        loss, predictions, targets = self._loss(output, y)
         weight = (targets != IGNORE_INDEX).sum() if self.spec.task == "per_step" else len(targets)
         getattr(self, f"{stage}_metrics").update(loss.detach(), weight, predictions.detach(), targets)
         if log_step and stage == "train":

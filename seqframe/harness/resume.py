@@ -4,9 +4,9 @@ Lightning's checkpoint already holds the weights, optimizer, schedulers,
 loop progress and the loggers' step. Two things were missing for a resumed
 run to continue bit-exactly on CPU:
 
-* the random number generators and the metrics' mid-epoch sums:
-  :class:`ResumeState` stores them per rank (:mod:`~seqframe.harness.rng_state`,
-  :mod:`~seqframe.harness.metric_state`);
+* the random number generators, the metrics' mid-epoch sums and (``data.stateful``) the state the
+  model carries from one training batch to the next: :class:`ResumeState` stores them per rank
+  (:mod:`~seqframe.harness.rng_state`, :mod:`~seqframe.harness.metric_state`);
 * the position inside an epoch: :class:`~seqframe.data.loading.ResumableSampler` makes each epoch's
   order a function of (seed, epoch) and can start part-way, and
   :class:`~seqframe.data.loading.ResumableDataLoader` tells Lightning how many batches it yielded.
@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 import pytorch_lightning as pl
 import torch
 
+from seqframe.core.state import map_state
 from seqframe.data.loading import ResumableDataLoader, ResumableSampler, resumable_loader
 from seqframe.harness.csv_log import keep_csv_rows_before
 from seqframe.harness.metric_state import metric_states, set_metric_states
@@ -64,8 +65,15 @@ def _gather(obj: Any) -> List[Any]:
     return gathered
 
 
+def carried_training_state(module: Optional[torch.nn.Module]) -> Any:
+    """The state a stateful model (``data.stateful``) carries into its next training batch, on the CPU
+    (gathered from every rank as plain tensors); None for other models."""
+    state = (getattr(module, "carried", None) or {}).get("train")
+    return None if state is None else map_state(lambda t: t.detach().cpu(), state)
+
+
 class ResumeState(pl.Callback):
-    """Puts every rank's RNG and metric states into each checkpoint and restores them.
+    """Puts every rank's RNG, metric and carried model states into each checkpoint and restores them.
 
     The states are restored at ``on_train_start``, after Lightning has rebuilt
     the loaders, so the resumed run draws exactly what the interrupted one
@@ -82,7 +90,8 @@ class ResumeState(pl.Callback):
 
     def state_dict(self) -> Dict[str, Any]:  # called on every rank while a checkpoint is written
         metrics = metric_states(self._module) if self._module is not None else {}
-        return {"rng": _gather(rng_state()), "metrics": _gather(metrics)}
+        carried = carried_training_state(self._module)
+        return {"rng": _gather(rng_state()), "metrics": _gather(metrics), "carried": _gather(carried)}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         self._to_restore = state_dict
@@ -99,4 +108,8 @@ class ResumeState(pl.Callback):
             set_rng_state(rng[trainer.global_rank % len(rng)])
         if metrics:
             set_metric_states(pl_module, metrics[trainer.global_rank % len(metrics)])
+        carried = self._to_restore.get("carried") or []
+        if carried and carried[trainer.global_rank % len(carried)] is not None:
+            state = carried[trainer.global_rank % len(carried)]
+            pl_module.carried["train"] = map_state(lambda t: t.to(pl_module.device), state)
         self._to_restore = None

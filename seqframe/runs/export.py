@@ -11,7 +11,12 @@ which every cell has and which gives the same numbers as the fast paths:
 
 The batch size is free; the time size is fixed at ``max_len`` (the training
 data's longest sequence unless ``--max-len``): pad shorter sequences to it
-and pass their ``lengths`` (padding does not change the answer). TorchScript
+and pass their ``lengths`` (padding does not change the answer).
+
+``--step`` exports :class:`~seqframe.runs.deployable.StepDeployable` instead: one time step per call,
+``(x, state) -> (output, new_state)``, the state as explicit inputs and outputs (ONNX names ``x``,
+``state_0``.. in, ``output``, ``new_state_0``.. out; shapes in the JSON), for streams of any length
+at O(1) work per step; it is checked step by step against the whole-sequence model. TorchScript
 is not offered: ``torch.jit`` is deprecated in torch 2.13. A JSON file next
 to the model describes its inputs and outputs; the export is checked against
 the original model before it is reported written.
@@ -85,11 +90,27 @@ def _export_program(deployable, x, lengths):
     return torch.export.export(deployable, (x, lengths), dynamic_shapes={"x": {0: batch}, "lengths": {0: batch}})
 
 
-def _write(fmt: str, deployable, x, lengths, out: Path):
-    """Write the file; returns a function that runs it (for the check)."""
+def _export_step_program(step, x, state):
+    """``torch.export`` of one step with a free batch size (``x``'s dim 0, each state part's dim 1)."""
     import torch
 
-    program = _export_program(deployable, x, lengths)
+    batch = torch.export.Dim("batch", min=1)
+    shapes = {"x": {0: batch}, "state": tuple({1: batch} for _ in state)}
+    return torch.export.export(step, (x, state), dynamic_shapes=shapes)
+
+
+def step_names(parts: int) -> tuple[list, list]:
+    """The ONNX input and output names of a step model whose state has ``parts`` tensors."""
+    return ["x", *(f"state_{i}" for i in range(parts))], ["output", *(f"new_state_{i}" for i in range(parts))]
+
+
+def _write(fmt: str, deployable, x, lengths, out: Path):
+    """Write the file; returns a function that runs it (for the check). A step model (``lengths``: its
+    state tuple) runs as ``(x, state) -> (output, new_state)``."""
+    import torch
+
+    step = isinstance(lengths, tuple)
+    program = (_export_step_program if step else _export_program)(deployable, x, lengths)
     if fmt == "pt2":
         torch.export.save(program, str(out))
         loaded = torch.export.load(str(out)).module()
@@ -100,6 +121,7 @@ def _write(fmt: str, deployable, x, lengths, out: Path):
     except ImportError as exc:
         missing = f"--format onnx needs the onnx extra ({exc.name} is missing)"
         raise ExportError(f"{missing}: pip install 'seqframe[onnx]'") from None
+    inputs, outputs = step_names(len(lengths)) if step else (["x", "lengths"], ["output"])
     torch.onnx.export(
         program,
         (x, lengths),
@@ -107,18 +129,83 @@ def _write(fmt: str, deployable, x, lengths, out: Path):
         dynamo=True,
         external_data=False,  # one self-contained file (models under 2 GB)
         verbose=False,
-        input_names=["x", "lengths"],
-        output_names=["output"],
+        input_names=inputs,
+        output_names=outputs,
     )
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    return lambda a, b: torch.from_numpy(session.run(None, {"x": a.numpy(), "lengths": b.numpy()})[0])
+
+    def run(a, b):
+        given = (a, *b) if step else (a, b)
+        found = [torch.from_numpy(v) for v in session.run(None, {n: t.numpy() for n, t in zip(inputs, given)})]
+        return (found[0], tuple(found[1:])) if step else found[0]
+
+    return run
 
 
-def export(run_path: str, fmt: str, out: Optional[str] = None, max_len: Optional[int] = None) -> Path:
-    """Export the run's best model; returns the written file (its :func:`sidecar` description beside it)."""
+def run_steps(step_model, x, state):
+    """``x`` ``[B, T, ...]`` through a step model one step at a time from ``state``: the outputs ``[B, T, ...]``."""
+    import torch
+
+    outputs = []
+    for t in range(x.shape[1]):
+        output, state = step_model(x[:, t], state)
+        outputs.append(output)
+    return torch.stack(outputs, dim=1)
+
+
+def step_gap(exported, step, steps: int) -> float:
+    """How far the exported step model, run step by step over ``steps`` steps (batch 5: a free batch size),
+    is from the whole-sequence model (at every step for per-step tasks, else at the last)."""
     import torch
 
     from seqframe.runs.deployable import Deployable
+
+    x, _ = example_inputs(step.model, 5, steps, seed=1)
+    whole = Deployable.forward(step, x, torch.full((len(x),), steps))
+    streamed = run_steps(exported, x, step.initial_state(len(x)))
+    return float((streamed if step.task in PER_STEP_TASKS else streamed[:, -1]).sub(whole).abs().max())
+
+
+def describe_step(fmt: str, step, run) -> Dict[str, Any]:
+    """The sidecar JSON of a step model: its inputs and outputs, the state's shapes and initial value."""
+    spec = step.model.spec
+    state = run.data_state or {}
+    initial = step.initial_state(1)
+    x = (
+        "int64 [batch]: one token id per stream (the ids of 'classes')"
+        if spec.vocab_size is not None
+        else f"float32 [batch, {spec.input_size}]: one step's raw features per stream"
+    )
+    inputs = step_names(len(initial))[0]
+    shapes = ["[" + ", ".join(map(str, [part.shape[0], "batch", *part.shape[2:]])) + "]" for part in initial]
+    output = f"values [batch, {spec.num_outputs}]" if spec.task in REGRESSION_TASKS else "class probabilities"
+    zeros = all(not bool(part.any()) for part in initial)
+    return {
+        "format": fmt,
+        "mode": "step",
+        "checkpoint": str(run.checkpoint),
+        "cell": run.hparams["cell"],
+        "task": spec.task,
+        "call": "pt2: output, new_state = program(x, (state_0, ...)); onnx: the names below",
+        "inputs": {"x": x, **{name: f"float32 {shape}" for name, shape in zip(inputs[1:], shapes)}},
+        "outputs": {
+            "output": output + (" for this step" if spec.task in PER_STEP_TASKS else " if the sequence ended here"),
+            **{f"new_{name}": f"float32 {shape}: the next call's {name}" for name, shape in zip(inputs[1:], shapes)},
+        },
+        "initial_state": "zeros" if zeros else [part[:, 0].tolist() for part in initial],
+        "classes": state.get("classes"),
+        "normalisation": "applied inside the model" if step.normalize else "none",
+    }
+
+
+def export(
+    run_path: str, fmt: str, out: Optional[str] = None, max_len: Optional[int] = None, step: bool = False
+) -> Path:
+    """Export the run's best model (``step``: its one-step model for streaming); returns the written file
+    (its :func:`sidecar` description beside it)."""
+    import torch
+
+    from seqframe.runs.deployable import Deployable, StepDeployable
     from seqframe.runs.loading import load_run
 
     if fmt not in FORMATS:
@@ -127,10 +214,14 @@ def export(run_path: str, fmt: str, out: Optional[str] = None, max_len: Optional
     steps = max_len or (run.data_state or {}).get("max_len")
     if not steps:
         raise ExportError("this run's data has no saved max_len; give the time size with --max-len N")
-    deployable = Deployable(run.model(backend="loop", metrics=False), run.data_state).eval()
-    target = Path(out) if out else run.checkpoint.parent.parent / "export" / f"model.{fmt}"
+    model = run.model(backend="loop", metrics=False)
+    deployable = (StepDeployable if step else Deployable)(model, run.data_state).eval()
+    name = f"model.step.{fmt}" if step else f"model.{fmt}"
+    target = Path(out) if out else run.checkpoint.parent.parent / "export" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     x, lengths = example_inputs(deployable.model, 3, int(steps))
+    if step:  # one step's input and the state
+        x, lengths = x[:, 0], deployable.initial_state(3)
     with torch.no_grad():
         try:
             exported = _write(fmt, deployable, x, lengths, target)
@@ -141,11 +232,14 @@ def export(run_path: str, fmt: str, out: Optional[str] = None, max_len: Optional
                 f"cell {run.hparams['cell']['name']!r} could not be exported as {fmt}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
-        x, lengths = example_inputs(deployable.model, 5, int(steps), seed=1)  # another batch size: dynamic batch
-        gap = float((exported(x, lengths) - deployable(x, lengths)).abs().max())
+        if step:  # streamed over more steps than a training window, against the whole sequence at once
+            gap = step_gap(exported, deployable, 2 * int(steps) + 1)
+        else:
+            x, lengths = example_inputs(deployable.model, 5, int(steps), seed=1)  # another batch size: dynamic batch
+            gap = float((exported(x, lengths) - deployable(x, lengths)).abs().max())
     if not gap <= TOLERANCE:
         raise ExportError(f"the exported {fmt} model differs from the trained one by {gap:.2g} (> {TOLERANCE})")
-    info = describe(fmt, deployable, run, int(steps))
+    info = describe_step(fmt, deployable, run) if step else describe(fmt, deployable, run, int(steps))
     info["max_abs_difference_at_export"] = gap
     sidecar(target).write_text(json.dumps(info, indent=2) + "\n")
     return target

@@ -1,4 +1,4 @@
-"""The ``seqframe`` command: train, evaluate, predict, export, report, bench, and manage cells.
+"""The ``seqframe`` command: train, evaluate, predict, generate, export, report, bench, and manage cells.
 
 ``seqframe train|eval|predict ARGS`` are exactly ``seqframe-train|-eval|-predict ARGS``
 (those names stay as aliases): their arguments are handed on untouched, so
@@ -186,8 +186,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from seqframe.runs.export import export, sidecar
 
-    target = export(args.run, args.format, args.out, args.max_len)
+    target = export(args.run, args.format, args.out, args.max_len, step=args.step)
     print(f"wrote {target} (checked against the trained model) and {sidecar(target)} (inputs, outputs)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from seqframe.runs.generate import generate
+
+    print(generate(args.run, args.prompt, args.length, args.temperature, args.top_k, args.seed))
     return 0
 
 
@@ -237,7 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("pt2", "onnx"), default="pt2", help="pt2: torch.export; onnx: onnxruntime")
     export.add_argument("--out", help="the file to write (default: RUN/export/model.FORMAT)")
     export.add_argument("--max-len", type=int, help="the time size of the exported model (default: the data's max_len)")
+    export.add_argument(
+        "--step",
+        action="store_true",
+        help="a step model for streaming: one time step per call, the state as explicit inputs and outputs",
+    )
     export.set_defaults(handler=cmd_export)
+    generate = commands.add_parser("generate", help="sample text from a trained text model (data=text)")
+    generate.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
+    generate.add_argument("--prompt", help="the text to continue (default: a line break)")
+    generate.add_argument("--length", type=int, default=200, help="how many tokens to generate (default 200)")
+    generate.add_argument(
+        "--temperature", type=float, default=1.0, help="1: as trained; lower: safer; 0: always the likeliest token"
+    )
+    generate.add_argument("--top-k", type=int, help="sample only among the K likeliest tokens (default: all)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
+    generate.set_defaults(handler=cmd_generate)
     report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
     report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
     report.add_argument("--out", help="where to write report.md/.csv/.json (default: the first directory)")
