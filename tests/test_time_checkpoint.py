@@ -16,13 +16,15 @@ from seqframe.harness.model import SequenceModel
 from seqframe.harness.train import config_dir
 
 # (cell, options, the path `auto` takes with lengths): fused library kernels, the hand-written
-# spec-GRU kernel, minGRU's own scan, and a cell with no scan at all (generated kernels)
+# spec-GRU kernel, minGRU's own scan, and cells with no scan (minGRU's auto on a CPU, the peephole
+# LSTM): generated kernels
 CELLS = [
     ("lstm", {}, "fused"),
     ("gru", {}, "fused"),
     ("gru", {"reset_after": True}, "fused"),
     ("rnn", {}, "fused"),
-    ("mingru", {}, "fused"),
+    ("mingru", {"scan_method": "sequential"}, "fused"),
+    ("mingru", {}, "generated"),
     ("peephole_lstm", {}, "generated"),
 ]
 STEPS, CHUNK = 23, 5  # K does not divide T: the last chunk is short

@@ -113,7 +113,7 @@ def test_user_errors_are_reported_clearly(tmp_path, args, message):
 
 def test_plugin_cell_trains_from_its_entry_point_with_no_yaml(tmp_path):
     assert not (REPO / "conf" / "cell" / "mingru.yaml").exists()
-    run(["cell=mingru", *TINY, "hydra.run.dir=run"], tmp_path)
+    run(["cell=mingru", "cell.scan_method=sequential", *TINY, "hydra.run.dir=run"], tmp_path)
     s = summary(tmp_path / "run")
     assert s["cell"] == "mingru" and s["paths"] == ["fused"] and s["status"] == "finished"
 

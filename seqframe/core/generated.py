@@ -352,7 +352,8 @@ def kernels_for(cell: Cell, x: Tensor, state: State, masked: bool, wait: bool) -
     quick = (x.shape[0], x.dtype, x.device, masked, autocast, cell.training, described)
     known = plan.keys.get(quick)
     if known is None:
-        probe = cell.project(x[:1, :1])  # P and the projection's dtype, once per kind of call
+        with torch.no_grad():  # P and the projection's dtype, once per kind of call; nothing for autograd
+            probe = cell.project(x[:1, :1])
         sig = signature(cell, probe.expand(x.shape[0], 1, probe.shape[-1]), state, masked)
         known = plan.keys[quick] = ((plan.structure, sig), sig)
     plan.last_key = known[0]

@@ -237,8 +237,9 @@ class Recurrent(nn.Module):
             for layer in range(self.num_layers)
             for _ in range(self.num_directions)
         )
-        self._scan_takes_lengths = [
-            c.has_scan() and "lengths" in inspect.signature(c.scan).parameters for c in self.cells
+        self._scan_takes_lengths = [  # from the method itself: has_scan() may change with the device
+            callable(getattr(type(c), "scan", None)) and "lengths" in inspect.signature(c.scan).parameters
+            for c in self.cells
         ]
         logger.info("Recurrent(%s): paths per layer %s", self.cells[0].name, self.paths())
 

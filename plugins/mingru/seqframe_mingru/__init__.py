@@ -8,16 +8,15 @@ The gates read only the input, so the recurrence is linear in the state:
 which is ``h_t = a_t * h_{t-1} + b_t`` with ``a = 1 - z`` and ``b = z * h~``.
 Option ``scan_method``:
 
-* ``sequential`` (a CPU's best): one whole-sequence kernel from the projected
-  input to the states, outside autograd, with the backward written out: the
-  gate, the per-step interpolation and the adjoint recurrence each touch the
-  sequence once (:class:`_MinGRUSequence`), where the step loop records ~12
-  autograd ops per step;
+* ``auto``: on a GPU the parallel scan below; elsewhere no scan at all, so that
+  seqframe runs the cell on kernels generated from ``step``: measured on the
+  reference CPU (training step, same run), they took 0.81, 0.91 and 0.96 of the
+  time of the hand-written whole-sequence kernel this plugin had before 0.2, at
+  the bench's spec, medium and large sizes, and that kernel was removed;
 * ``parallel`` (a GPU's best): :func:`seqframe.kernels.linear_recurrence`, a
   log-depth associative scan over the whole sequence;
-* ``auto``: parallel on GPUs, sequential elsewhere; on a CPU, sequences above
-  :data:`seqframe.kernels.CPU_KERNEL_MAX_ELEMENTS` take the step loop, which
-  measured faster there (B=128, T=200, H=512: 0.89 of the kernel's time).
+* ``sequential``: the same function's sequential kernel (one fused
+  multiply-add per step, the adjoint recurrence written out).
 
 Both only multiply and add, so they stay finite at any T (no division or log).
 
@@ -31,12 +30,9 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 import seqframe
-from seqframe.kernels import METHODS, cpu_kernel_worthwhile, linear_recurrence, run_steps, step_mask, time_blocks
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # g * s * (1 - s), written into an out tensor
+from seqframe.kernels import METHODS, linear_recurrence
 
 
 class MinGRU(seqframe.Cell):
@@ -63,80 +59,21 @@ class MinGRU(seqframe.Cell):
         h = state + z * (candidate - state)
         return h, h
 
+    def has_scan(self) -> bool:
+        """A scan for an explicit ``scan_method``, and for ``auto`` on a GPU; on a CPU ``auto`` leaves
+        the sequence to seqframe's generated kernels, which beat the hand-written CPU kernel."""
+        return self.scan_method != "auto" or self.proj.weight.is_cuda
+
     def scan(self, x: Tensor, state: Tensor, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """The whole sequence from the layer input ``x`` ``[B, T, I]``; the kernels index time first."""
-        batch, steps = x.shape[:2]
-        if self.scan_method == "auto" and not cpu_kernel_worthwhile(steps, batch, self.hidden_size, x.device):
-            return run_steps(self, self.project(x), state, step_mask(lengths, steps, x.device))
-        p = self.proj(x).transpose(0, 1)  # [T, B, 2H] view: the matrix product runs on contiguous rows
-        mask = None
+        """The whole sequence from the layer input ``x`` ``[B, T, I]``, as one linear recurrence."""
+        steps = x.shape[1]
+        p = self.proj(x)
+        z = torch.sigmoid(p[..., : self.hidden_size])
         if lengths is not None:  # padded steps: z = 0 carries the state unchanged
-            mask = (torch.arange(steps, device=p.device)[:, None] < lengths.to(p.device)[None, :]).unsqueeze(-1)
-        if self.scan_method == "parallel" or (self.scan_method == "auto" and x.is_cuda):
-            z = torch.sigmoid(p[..., : self.hidden_size])
-            if mask is not None:
-                z = z * mask
-            h = linear_recurrence(
-                (1.0 - z).transpose(0, 1), (z * p[..., self.hidden_size :]).transpose(0, 1), state, method="parallel"
-            )
-            return h, h[:, -1]
-        h = _MinGRUSequence.apply(p, state, None if mask is None else mask.to(p.dtype))
-        return h.transpose(0, 1), h[-1]
-
-
-class _MinGRUSequence(torch.autograd.Function):
-    """``p`` ``[T, B, 2H]`` (time-major), ``h0`` ``[B, H]``, ``mask`` ``[T, B, 1]`` or None -> ``h`` ``[T, B, H]``.
-
-    Forward: ``u = m * sigmoid(p_z)``, then ``h_t = lerp(h_{t-1}, h~_t, u_t)`` step by step.
-    Backward, with ``g_t = dL/dh_t + (1 - u_{t+1}) g_{t+1}`` (the adjoint recurrence):
-    ``dL/dh~_t = g_t u_t``, ``dL/dp_z = g_t (h~_t - h_{t-1}) m_t sigmoid'``, ``dL/dh0 = (1 - u_0) g_0``.
-    The elementwise passes run block by block through time (:func:`seqframe.kernels.time_blocks`),
-    each block's passes right next to its steps, while the block is still in cache.
-    """
-
-    @staticmethod
-    def forward(ctx, p: Tensor, h0: Tensor, mask: Optional[Tensor]) -> Tensor:
-        steps, hidden = p.shape[0], h0.shape[1]
-        candidate = p[..., hidden:]
-        z, keep = p.new_empty(steps, *h0.shape), p.new_empty(steps, *h0.shape)  # keep = 1 - u: h_{t-1}'s share
-        update = z if mask is None else p.new_empty(steps, *h0.shape)
-        hs = p.new_empty(steps + 1, *h0.shape)
-        hs[0] = h0
-        for start, stop in time_blocks(steps, h0.numel()):
-            torch.sigmoid(p[start:stop, :, :hidden], out=z[start:stop])
-            u = (
-                torch.mul(z[start:stop], mask[start:stop], out=update[start:stop])
-                if mask is not None
-                else z[start:stop]
-            )
-            torch.sub(1.0, u, out=keep[start:stop])
-            for t in range(start, stop):
-                torch.lerp(hs[t], candidate[t], u[t - start], out=hs[t + 1])
-        ctx.save_for_backward(p, z, update, keep, hs, mask)
-        return hs[1:]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_h: Tensor) -> Tuple[Tensor, Tensor, None]:
-        p, z, update, keep, hs, mask = ctx.saved_tensors
-        steps, hidden = p.shape[0], hs.shape[2]
-        g = torch.empty_like(hs[1:])
-        d_p = p.new_empty(p.shape[1], p.shape[0], p.shape[2]).transpose(0, 1)  # batch-first, as the projection's
-        d_z, d_candidate = d_p[..., :hidden], d_p[..., hidden:]
-        for start, stop in reversed(time_blocks(steps, hs[0].numel())):
-            for t in range(stop - 1, start - 1, -1):
-                if t == steps - 1:
-                    g[t] = grad_h[t]
-                else:
-                    torch.addcmul(grad_h[t], keep[t + 1], g[t + 1], out=g[t])
-            block = slice(start, stop)
-            torch.mul(g[block], update[block], out=d_candidate[block])
-            torch.sub(p[block, :, hidden:], hs[block], out=d_z[block])
-            d_z[block].mul_(g[block])
-            if mask is not None:
-                d_z[block].mul_(mask[block])
-            _sigmoid_backward(d_z[block], z[block], grad_input=d_z[block])
-        return d_p, keep[0] * g[0], None
+            z = z * (torch.arange(steps, device=x.device)[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
+        method = "sequential" if self.scan_method == "sequential" else "parallel"
+        h = linear_recurrence(1.0 - z, z * p[..., self.hidden_size :], state, method=method)
+        return h, h[:, -1]
 
 
 @seqframe.hookimpl

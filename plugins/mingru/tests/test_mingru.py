@@ -88,17 +88,19 @@ def test_scan_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x, h0: layer(x, h0, lengths=torch.tensor([6, 4]))[0], (x, h0))
 
 
-def test_auto_takes_the_step_loop_above_the_cpu_kernel_size_limit(monkeypatch):
-    from seqframe import kernels as scans
+def test_auto_runs_generated_kernels_on_a_cpu(monkeypatch):
+    """No scan on a CPU with scan_method=auto: the cell runs on kernels generated from its step."""
+    from seqframe.core.generated import MODE_ENV
 
+    monkeypatch.setenv(MODE_ENV, "wait")
     torch.manual_seed(0)
     layer = Recurrent("mingru", 4, 6)
+    loop = Recurrent("mingru", 4, 6, backend="loop")
+    loop.load_state_dict(layer.state_dict())
     x, lengths = torch.randn(3, 7, 4), torch.tensor([7, 3, 5])
     with torch.no_grad():
-        kernel = layer(x, lengths=lengths)[0]
-        monkeypatch.setattr(scans, "CPU_KERNEL_MAX_ELEMENTS", 0)
-        fallback = layer(x, lengths=lengths)[0]
-        loop = Recurrent("mingru", 4, 6, backend="loop")
-        loop.load_state_dict(layer.state_dict())
-    torch.testing.assert_close(fallback, loop(x, lengths=lengths)[0], atol=1e-6, rtol=0)
-    torch.testing.assert_close(kernel, fallback, atol=1e-5, rtol=1e-5)
+        out, h = layer(x, lengths=lengths)
+        want, want_h = loop(x, lengths=lengths)
+    assert layer.paths() == ["generated"] and layer.paths(with_lengths=True) == ["generated"]
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h, want_h, atol=1e-6, rtol=0)
