@@ -286,7 +286,8 @@ def test_a_library_cut_short_in_the_compiler_cache_is_removed_and_built_again(mo
 def test_a_deterministic_training_run_waits_for_the_kernels(monkeypatch):
     from seqframe.harness.train import wait_for_generated_kernels
 
-    monkeypatch.delenv(generated.MODE_ENV, raising=False)
+    monkeypatch.setenv(generated.MODE_ENV, "background")  # so that monkeypatch restores it after the test
+    monkeypatch.delenv(generated.MODE_ENV)
     wait_for_generated_kernels(False)
     assert generated.mode() == "background"
     wait_for_generated_kernels(True)
@@ -294,3 +295,16 @@ def test_a_deterministic_training_run_waits_for_the_kernels(monkeypatch):
     model = seqframe.Recurrent(IndRNN, 5, 6)  # backend=auto, yet the first call already runs the kernels
     model(torch.randn(2, 3, 5))
     assert model.paths() == ["generated"]
+
+
+def test_inference_alone_starts_no_build_but_uses_built_kernels():
+    model = seqframe.Recurrent(IndRNN, 5, 6)  # backend=auto, in the background
+    x = torch.randn(2, 3, 5)
+    with torch.no_grad():
+        model(x)
+    assert model.paths() == ["generated"] and generated.status(model.cells[0]) == "not built"
+    model(x)  # a training call starts the build
+    generated.CACHE.wait()
+    with torch.no_grad():
+        model(x)
+    assert generated.status(model.cells[0]) == "generated"

@@ -358,7 +358,12 @@ def kernels_for(cell: Cell, x: Tensor, state: State, masked: bool, wait: bool) -
         known = plan.keys[quick] = ((plan.structure, sig), sig)
     plan.last_key = known[0]
     kernels = CACHE.ready.get(known[0])
-    return kernels if kernels is not None else CACHE.lookup(known[0], cell, known[1], wait or mode() == "wait")
+    if kernels is not None:
+        return kernels
+    wait = wait or mode() == "wait"
+    if not (wait or torch.is_grad_enabled()):
+        return None  # no build for inference alone (eval, predict, export): it would outlive a short command
+    return CACHE.lookup(known[0], cell, known[1], wait)
 
 
 def status(cell: Cell) -> str:
