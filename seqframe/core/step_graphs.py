@@ -149,14 +149,12 @@ class StepKernels:
     state_leaves: int
     saved: int  # tensors the forward step keeps for the backward step
     alias: Optional[int]  # index of the state leaf that is also the output (LSTM's h), or None
-    masked: bool
     autocast_device: str
     compiler: str
     time_major: bool = False  # project() may be called on time-major input (same numbers)
     dense_state: bool = False  # the forward kernel returns the state dense (no copy before the next step)
     p_grad_dtype: torch.dtype = torch.float32
     seconds: float = 0.0
-    extra_rows: int = 0
 
     @property
     def user_outputs(self) -> int:
@@ -480,9 +478,9 @@ def build(
     backward_kernel, _ = adapter.compile_graph(backward_graph, compilers=(compiler,))
     return StepKernels(
         forward=forward_kernel, backward=backward_kernel, module_tensors=count, accumulated=tuple(accumulated),
-        deferred=deferred, state_leaves=nleaves, saved=saved, alias=alias, masked=sig.masked,
+        deferred=deferred, state_leaves=nleaves, saved=saved, alias=alias,
         autocast_device=sig.device.type, compiler=compiler, time_major=prepared.time_major, dense_state=dense,
-        seconds=time.perf_counter() - started, extra_rows=len(extra), p_grad_dtype=p_grad_dtype,
+        seconds=time.perf_counter() - started, p_grad_dtype=p_grad_dtype,
     )
 
 
