@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from runs import run_without_seqframe
+from runs import run, run_without_seqframe, summary
 from test_resume import kill_group, start, wait_for_new_checkpoint
 
 from seqframe.data.streams import StreamBatch, cut_streams
@@ -96,6 +96,26 @@ def test_the_carried_state_is_what_lets_a_model_learn_across_batch_boundaries(tm
     windows = train_in_process(tmp_path / "windows", [*common, "data.stateful=false"])
     assert stateful["best_val"] < 0.15, stateful
     assert windows["best_val"] > 0.18, windows
+
+
+def test_two_ddp_processes_read_their_own_streams_as_one_process_reads_all_of_them(tmp_path):
+    """``hardware=ddp_cpu`` with 2 streams per process reads the 4 streams that one process with
+    data.batch_size=4 reads: every step the same gradient (the mean of two means over equal counts), so the
+    same weights, and the same stateful validation and test over the whole splits, to float rounding.
+    Two processes reading the same streams, or carrying each other's state, would drift far apart."""
+    corpus = repeats_corpus(tmp_path / "repeats.txt", blocks=100, seed=4)
+    common = [*QUIET, "data=text", f"data.path={corpus}", "data.stateful=true", "data.seq_len=8", "cell=gru"]
+    common += ["model.hidden_size=12", "model.optimizer._target_=torch.optim.SGD", "model.optimizer.lr=0.5"]
+    common += ["trainer.max_epochs=2"]
+    run([*common, "hardware=ddp_cpu", "data.batch_size=2", "hydra.run.dir=ddp"], tmp_path)
+    run([*common, "data.batch_size=4", "hydra.run.dir=one"], tmp_path)
+    ddp, one = summary(tmp_path / "ddp"), summary(tmp_path / "one")
+    assert ddp["world_size"] == 2 and ddp["steps"] == one["steps"] == 2 * 45  # 1440 characters: 4 x 359 in 8s
+    a, b = (load_checkpoint(tmp_path / run_dir / "checkpoints" / "last.ckpt") for run_dir in ("ddp", "one"))
+    for name, tensor in b["state_dict"].items():
+        assert torch.allclose(a["state_dict"][name], tensor, atol=1e-5), name
+    assert abs(ddp["final_val"] - one["final_val"]) < 1e-5
+    assert abs(ddp["test"]["test/loss"] - one["test"]["test/loss"]) < 1e-5
 
 
 def test_bidirectional_with_stateful_data_is_refused_with_what_to_do():

@@ -3,7 +3,8 @@
 One ``.npz`` holding ``X``, ``y`` (and ``lengths``), or an ``.npy`` of ``X``
 with ``data.targets=`` an ``.npy`` of ``y``. ``y`` is ``[N]`` or ``[N, 1]``
 (one label or value per sequence), ``[N, K]`` real (K values to regress) or
-``[N, T]`` integer (a label per step). ``lengths[i]`` is how many leading
+``[N, T]`` integer (a label per step) or ``[N, T, K]`` real (K values per step; ``[N, T]`` real with
+``task=per_step_regress``). ``lengths[i]`` is how many leading
 steps of ``X[i]`` are real; the rest is padding and is never read.
 """
 
@@ -43,6 +44,7 @@ class NumpyDataModule(FileDataModule):
     """
 
     format_name = "numpy"
+    per_step_hint = "give y of shape [N, T] (a label per step) or [N, T, K] (K real values per step)"
 
     def __init__(
         self,
@@ -123,6 +125,13 @@ class NumpyDataModule(FileDataModule):
         per_step = y.ndim == 2 and y.shape[1] == steps and y.dtype.kind in "iub" and self.task in ("auto", "per_step")
         if per_step:
             return [y[i, : lengths[i]] for i in range(n)]
+        if y.ndim == 2 and y.shape[1] == steps and self.task == "per_step_regress":
+            y = y[..., None]  # one value per step
+        if y.ndim == 3 and y.shape[1] == steps and y.dtype.kind in "iuf":  # K values per step
+            return [y[i, : lengths[i]].astype(np.float64) for i in range(n)]
         if y.ndim > 2:
-            raise DataFileError(f"{path}: y has shape {y.shape}; use [N], [N, K] or [N, steps] (per-step labels)")
+            raise DataFileError(
+                f"{path}: y has shape {y.shape}; use [N], [N, K], [N, steps] (per-step labels) "
+                f"or [N, steps, K] (per-step values)"
+            )
         return [y[i] for i in range(n)]

@@ -63,6 +63,15 @@ class CsvDataModule(FileDataModule):
     """
 
     format_name = "csv"
+    per_step_hint = (
+        "set data.horizon=H data.forecast=many_to_many to forecast, at every step, the next H values of "
+        "data.target_column"
+    )
+
+    @property
+    def position_gap(self) -> int:
+        """A forecast's horizon: train and val stop that many steps early, so no target reaches the next part."""
+        return self.horizon or 0
 
     def __init__(
         self,

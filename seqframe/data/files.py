@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from seqframe.data.base import IGNORE_INDEX, REGRESSION_TASKS, SPLITS, TaskDataModule, TaskSpec
+from seqframe.data.base import IGNORE_INDEX, PER_STEP_TASKS, REGRESSION_TASKS, SPLITS, TaskDataModule, TaskSpec
+from seqframe.data.streams import StatefulSplits, cut_documents
 from seqframe.errors import SeqframeError
 
 FILE_TASKS = ("auto", "classify", "regress", "per_step", "per_step_regress")
@@ -48,6 +49,20 @@ class Sequences:
     features: List[str]
     split: Optional[List[str]] = None
     dropped: Dict[str, int] = field(default_factory=dict)
+
+    def steps(self, start: float, stop: float, gap: int = 0) -> Sequences:
+        """Every sequence's steps from fraction ``start`` to fraction ``stop`` of its length, less the last
+        ``gap`` (a forecast's targets must not reach into the next part); sequences left empty are left out."""
+        cuts = [(int(len(x) * start), int(len(x) * stop) - gap) for x in self.xs]
+        keep = [i for i, (a, b) in enumerate(cuts) if b > a]
+        part = self.subset(keep)
+        for j, i in enumerate(keep):
+            a, b = cuts[i]
+            part.xs[j] = part.xs[j][a:b]
+            if part.ys is not None:
+                part.ys[j] = part.ys[j][a:b]
+            part.where[j] = f"{part.where[j]}, steps {a}-{b - 1}"
+        return part
 
     def subset(self, keep: Sequence[int]) -> Sequences:
         pick = lambda values: None if values is None else [values[i] for i in keep]  # noqa: E731
@@ -134,7 +149,7 @@ def pad_batch(items) -> tuple:
     return (x, y) if bool((lengths == x.shape[1]).all()) else (x, y, lengths)
 
 
-class FileDataModule(TaskDataModule):
+class FileDataModule(StatefulSplits, TaskDataModule):
     """Sequences from a file: subclasses implement :meth:`read`; the rest is shared.
 
     Args (the ``data=`` keys every file format has):
@@ -147,6 +162,10 @@ class FileDataModule(TaskDataModule):
         normalize: per-feature standardisation, fitted on the training split only.
         data_state: what a trained model saved (normalisation, classes); given by
             ``seqframe-eval``/``seqframe-predict`` so new data is read as in training.
+        stateful: read long series as streams, ``seq_len`` steps per batch, the model's state carried
+            from one batch to the next and reset where each series starts (truncated BPTT,
+            :mod:`seqframe.data.streams`); needs a target at every step. Without a split column, every
+            series is then split by position: its first steps train, the next validate, the last test.
     """
 
     format_name = "file"  # what users type: data=csv, data=numpy
@@ -164,8 +183,13 @@ class FileDataModule(TaskDataModule):
         seed: int = 0,
         shuffle: bool = True,
         data_state: Optional[Dict[str, Any]] = None,
+        stateful: bool = False,
+        seq_len: int = 100,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, shuffle=shuffle)
+        self.stateful, self.seq_len = bool(stateful), int(seq_len)
+        if self.seq_len < 1:
+            raise DataFileError(f"data.seq_len={seq_len} must be a positive number of steps per batch")
         if task not in FILE_TASKS:
             raise DataFileError(f"data.task={task!r} is not valid; choose one of {', '.join(FILE_TASKS)}")
         if too_long not in TOO_LONG:
@@ -223,8 +247,12 @@ class FileDataModule(TaskDataModule):
         """Task, classes, split and normalisation from the training file."""
         self.report = {"sequences": len(seqs.xs), "dropped": dict(seqs.dropped)}
         task, classes = self._infer_task(seqs)
-        names = self._split(seqs)
-        train = [x for x, name in zip(seqs.xs, names) if name == "train"]
+        if self.stateful and task not in PER_STEP_TASKS:
+            raise DataFileError(
+                f"data.stateful=true needs a target at every step, and {self.path} gives one per sequence "
+                f"(task {task}): {self.per_step_hint}; or set data.stateful=false"
+            )
+        train = self._split(seqs)["train"].xs
         mean, std = fit_normalisation(train) if self.normalize else (None, None)
         self.state = {
             "format": self.format_name,
@@ -238,18 +266,33 @@ class FileDataModule(TaskDataModule):
         }
         print(f"seqframe: {self.path}: {len(seqs.xs)} sequences, split {self.report['split']}, dropped {seqs.dropped}")
 
-    def _split(self, seqs: Sequences) -> List[str]:
-        """The split of every sequence (the file's split column, else fractions and seed); keeps ``seqs``."""
-        names = seqs.split or split_by_fraction(len(seqs.xs), self.val_fraction, self.test_fraction, self.seed)
+    per_step_hint = "give a target at every step"  # how a format does that: in the stateful error
+    position_gap = 0  # steps left out at the end of the train and val parts (a forecast's horizon)
+
+    def _split(self, seqs: Sequences) -> Dict[str, Sequences]:
+        """The splits (by the file's split column, else by fractions and seed: whole sequences; stateful
+        without a split column: every sequence by position); keeps ``seqs``."""
+        if self.stateful and not seqs.split:
+            val, test = self.val_fraction, self.test_fraction
+            cuts = {"train": (0.0, 1 - val - test), "val": (1 - val - test, 1 - test), "test": (1 - test, 1.0)}
+            gap = {"train": self.position_gap, "val": self.position_gap, "test": 0}
+            parts = {split: seqs.steps(*cuts[split], gap[split]) for split in SPLITS}
+            self.split_names: Optional[List[str]] = None  # every sequence is in every split
+        else:
+            names = seqs.split or split_by_fraction(len(seqs.xs), self.val_fraction, self.test_fraction, self.seed)
+            parts = {split: seqs.subset([i for i, n in enumerate(names) if n == split]) for split in SPLITS}
+            self.split_names = names
         for split in SPLITS:
-            if split not in names:
+            if not parts[split].xs:
                 raise DataFileError(
                     f"{self.path}: the {split} split is empty ({len(seqs.xs)} sequences); use more sequences, "
                     f"larger data.val_fraction/test_fraction, or put some rows in the {split} split"
                 )
-        self.sequences, self.split_names = seqs, names
-        self.report["split"] = {s: names.count(s) for s in SPLITS}
-        return names
+        self.sequences, self.parts = seqs, parts
+        self.report["split"] = {s: len(parts[s].xs) for s in SPLITS}
+        if self.stateful:
+            self.report["split_steps"] = {s: sum(len(x) for x in parts[s].xs) for s in SPLITS}
+        return parts
 
     def _infer_task(self, seqs: Sequences) -> tuple[str, Optional[list]]:
         if seqs.ys is None:
@@ -264,6 +307,8 @@ class FileDataModule(TaskDataModule):
                 and first.dtype.kind in "iub"
             ):
                 task = "per_step"
+            elif first.ndim == 2 and first.shape[0] == len(seqs.xs[0]) and first.dtype.kind == "f":
+                task = "per_step_regress"  # [T_i, K] values at every step
             else:
                 task = "classify" if first.dtype.kind in "iubUSO" else "regress"
         if task in REGRESSION_TASKS:
@@ -353,7 +398,12 @@ class FileDataModule(TaskDataModule):
         task, n = self.state["task"], int(self.state["num_outputs"])
         if task in REGRESSION_TASKS:
             return TaskSpec(
-                task=task, num_outputs=n, input_size=len(self.state["features"]), monitor="val/mse", mode="min"
+                task=task,
+                num_outputs=n,
+                input_size=len(self.state["features"]),
+                monitor="val/mse",
+                mode="min",
+                stateful=self.stateful,
             )
         baseline = {"acc": 1.0 / n, "loss": math.log(n)}
         return TaskSpec(
@@ -363,13 +413,16 @@ class FileDataModule(TaskDataModule):
             monitor="val/loss",
             mode="min",
             baseline=baseline,
+            stateful=self.stateful,
         )
 
     def build(self, split: str) -> Dataset:
         if self.sequences is None:  # a saved state: split the file again (same seed, same split), no refit
             self._split(self.load(self.path, with_targets=True))
-        keep = [i for i, name in enumerate(self.split_names) if name == split]
-        return self.dataset(self.sequences.subset(keep))
+        dataset = self.dataset(self.parts[split])
+        if not self.stateful:
+            return dataset
+        return cut_documents(dataset.xs, dataset.labels, self.batch_size, self.seq_len)  # per-step: checked in _fit
 
 
 class SequenceListPerStep(SequenceList):

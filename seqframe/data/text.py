@@ -16,11 +16,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from seqframe.data.base import SPLITS, TaskDataModule, TaskSpec
 from seqframe.data.files import DataFileError, SequenceList, SequenceListPerStep, Sequences
-from seqframe.data.streams import cut_streams, stream_loader
+from seqframe.data.streams import StatefulSplits, cut_streams
 
 UNKNOWN = "\ufffd"  # id 0: tokens of val/test (or new files) that training never saw
 TOKENS = ("char", "word")
@@ -67,7 +67,7 @@ def unigram_entropy_bits(text: Sequence[str]) -> float:
     return -sum(c / total * math.log2(c / total) for c in counts.values())
 
 
-class TextDataModule(TaskDataModule):
+class TextDataModule(StatefulSplits, TaskDataModule):
     """Next-token prediction. The file's tokens are split by position: the first
     ``1 - val_fraction - test_fraction`` for training (which fixes the
     vocabulary), then validation, then test; each cut into windows of ``seq_len``
@@ -140,12 +140,6 @@ class TextDataModule(TaskDataModule):
         if self.stateful:  # built when the loaders are, so the final batch size and DDP ranks are known
             return cut_streams(ids, self.batch_size, self.seq_len, f"{self.path}: the {split} split")
         return TensorDataset(*windows(ids, self.seq_len))
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.stateful:
-            return super()._loader(split, shuffle)
-        self.setup()
-        return stream_loader(self.splits[split], self.seed, self.num_workers)
 
     @property
     def data_state(self) -> Dict[str, Any]:

@@ -190,7 +190,9 @@ class SequenceModel(pl.LightningModule):
         if self.spec.task == "per_step_regress":  # padded steps hold NaN targets: left out
             valid = ~torch.isnan(y).any(-1)
             output, y = output[valid], y[valid].to(output.dtype)
-            return F.mse_loss(output, y), output, y
+            # a batch of padding only (a stateful stream that ran out) contributes a zero, not NaN
+            loss = F.mse_loss(output, y) if output.numel() else output.sum()
+            return loss, output, y
         if self.spec.task == "regress":
             y = y.view_as(output).to(output.dtype)
             return F.mse_loss(output, y), output, y
@@ -199,7 +201,10 @@ class SequenceModel(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype)), logits, y.long()
         logits = output.reshape(-1, output.shape[-1])
         targets = y.reshape(-1).long()
-        return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX), logits, targets
+        # the mean over the labelled steps, bit for bit, and a zero (not NaN) when none is labelled
+        counted = (targets != IGNORE_INDEX).sum().clamp(min=1)
+        loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum") / counted
+        return loss, logits, targets
 
     def forecast_outputs(self, x: Tensor) -> Tensor:
         """Forecasting: the normalised outputs ``[B, H, K, Q]`` (Q = 1 without quantiles)."""
