@@ -174,9 +174,40 @@ def test_generate_is_deterministic_for_a_seed_and_refuses_unknown_prompts(text_r
     assert "tokens the model never saw in training: ['x', 'y', 'z']" in capsys.readouterr().err
 
 
+def test_generation_reads_the_end_of_a_training_paragraph_before_the_prompt(text_run):
+    """The run saves up to 200 training tokens that end with the last paragraph break; generate reads them,
+    unprinted, before the prompt (greedy decoding shows it: the same as feeding warm-up + prompt by hand)."""
+    from seqframe.data.text import Vocabulary, warmup_text
+    from seqframe.runs.generate import TextSampler, generate, primed
+    from seqframe.runs.loading import load_run
+
+    assert warmup_text(list("ab\n\ncd\n\nef"), "char") == "ab\n\ncd\n\n"
+    assert warmup_text(list("xyzab\n\ncd"), "char", size=4) == "ab\n\n"
+    assert warmup_text(["to", "be", "\n", "\n", "or"], "word") == "to be \n \n"
+    assert warmup_text(list("no break"), "char", size=3) == "eak"
+
+    trained = load_run(text_run)
+    warmup = trained.data_state["warmup"]
+    assert len(warmup) == 200 and set(warmup) <= {"a", "b", "."}  # the repeats corpus has no paragraphs
+    vocabulary = Vocabulary((), itos=trained.data_state["classes"])
+
+    def state_after(text: str):
+        sampler = TextSampler(trained.model(backend="loop", metrics=False))
+        sampler.feed(vocabulary.encode(text))
+        return sampler.state
+
+    warm, tokens = primed(trained, "ab")
+    assert tokens == ["a", "b"] and torch.equal(warm.state, state_after(warmup + "ab"))
+    cold, _ = primed(trained, "ab", warmup=False)
+    assert torch.equal(cold.state, state_after("ab")) and (cold.state - warm.state).abs().max() > 1e-3
+    alone, tokens = primed(trained, None)  # no prompt: the warm-up alone, and only the continuation printed
+    assert tokens == [] and torch.equal(alone.state, state_after(warmup))
+    assert len(generate(str(text_run), length=12)) == 12
+
+
 STREAM_EXPORTED = """
 import numpy as np
-pt2, onnx, inputs, out = sys.argv[1:5]
+pt2, onnx, inputs, out, whole_onnx = sys.argv[1:6]
 tokens = np.load(inputs)  # [batch, T] token ids
 import torch
 program = torch.export.load(pt2).module()
@@ -198,13 +229,17 @@ onnx_streamed = []
 for t in range(tokens.shape[1]):
     output, *state = session.run(None, {"x": tokens[:, t], **dict(zip(parts, state))})
     onnx_streamed.append(output)
-np.savez(out, pt2=np.stack(streamed, 1), onnx=np.stack(onnx_streamed, 1))
+whole = onnxruntime.InferenceSession(whole_onnx, providers=["CPUExecutionProvider"])
+lengths = np.full(len(tokens), tokens.shape[1], dtype=np.int64)
+at_once = whole.run(None, {"x": tokens, "lengths": lengths})[0]  # the whole-sequence export: any length
+np.savez(out, pt2=np.stack(streamed, 1), onnx=np.stack(onnx_streamed, 1), whole=at_once)
 """
 
 
 def test_the_step_export_streams_token_by_token_beyond_any_training_window(text_run, tmp_path):
     """pt2 and ONNX step models, run one token at a time without seqframe over 3 training windows and
-    more: each step's probabilities are the whole-sequence model's to 1e-5."""
+    more: each step's probabilities are the whole-sequence model's to 1e-5; and so are those of the
+    whole-sequence ONNX export, whose time size is free (a loop in the graph)."""
     import json
 
     from seqframe.runs.deployable import Deployable
@@ -218,15 +253,17 @@ def test_the_step_export_streams_token_by_token_beyond_any_training_window(text_
     assert info["inputs"]["state_0"] == "float32 [2, batch, 12]" and "state_1" not in info["inputs"]  # GRU: h only
     tokens = torch.randint(1, 4, (3, 3 * 8 + 5))  # a batch of 3 streams, 29 steps; training windows had 8
     np.save(tmp_path / "tokens.npy", tokens.numpy())
-    run_without_seqframe(
-        STREAM_EXPORTED, tmp_path, str(pt2), str(onnx), str(tmp_path / "tokens.npy"), str(tmp_path / "out.npz")
-    )
+    whole_onnx = export(str(text_run), "onnx", out=str(tmp_path / "whole.onnx"))  # no --step: any length too
+    assert json.loads(Path(str(whole_onnx) + ".json").read_text())["max_len"] is None
+    paths = [str(pt2), str(onnx), str(tmp_path / "tokens.npy"), str(tmp_path / "out.npz"), str(whole_onnx)]
+    run_without_seqframe(STREAM_EXPORTED, tmp_path, *paths)
     streamed = np.load(tmp_path / "out.npz")
     trained = load_run(text_run)
     with torch.no_grad():
         whole = Deployable(trained.model(metrics=False), trained.data_state)(tokens, torch.full((3,), 29)).numpy()
     assert np.abs(streamed["pt2"] - whole).max() <= 1e-5
     assert np.abs(streamed["onnx"] - whole).max() <= 1e-5
+    assert np.abs(streamed["whole"] - whole).max() <= 1e-5
 
 
 STEPS = 69  # per epoch: 3040 characters, 2736 for training, 4 streams of 683, chunks of 10

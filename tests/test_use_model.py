@@ -55,9 +55,24 @@ def test_keras_npz_trains_predicts_and_exports(tmp_path):
     run(["export", str(run_dir), "--format", "pt2"], tmp_path, exe=BIN / "seqframe")
     exported = run_dir / "export" / "model.pt2"
     info = json.loads((run_dir / "export" / "model.pt2.json").read_text())
-    assert info["max_len"] == 10 and info["classes"] == [0, 1]
+    assert info["classes"] == [0, 1] and info["longest_training_sequence"] == 10
+    assert info["max_len"] is None and info["time_steps"].startswith("any")  # the steps run in a loop in the graph
     out = run_exported(tmp_path, "pt2", exported, X[::-1][:30], np.full(30, 10))
     assert np.abs(out - probabilities).max() <= 1e-5
+
+    # longer sequences than any in training, and shorter ones padded: the trained model's answers
+    import torch
+
+    from seqframe.runs.deployable import Deployable
+    from seqframe.runs.loading import load_run
+
+    longer, lengths = rng.normal(size=(4, 23, 8)), np.array([23, 5, 17, 1])
+    out = run_exported(tmp_path, "pt2", exported, longer, lengths)
+    trained_run = load_run(run_dir)
+    with torch.no_grad():
+        whole = Deployable(trained_run.model(metrics=False), trained_run.data_state)
+        expected = whole(torch.tensor(longer, dtype=torch.float32), torch.tensor(lengths)).numpy()
+    assert np.abs(out - expected).max() <= 1e-5
 
 
 def series_rows(rng, ids, labelled=True):
@@ -102,7 +117,7 @@ def test_csv_series_train_evaluate_predict_export_onnx(tmp_path):
     assert all(row["prediction"] == max(("high", "low"), key=lambda c: float(row[f"p_{c}"])) for row in predicted)
 
     run(["export", str(run_dir), "--format", "onnx"], tmp_path, exe=BIN / "seqframe")
-    steps = json.loads((run_dir / "export" / "model.onnx.json").read_text())["max_len"]
+    steps = max(sum(r[0] == s for r in new_rows) for s in new_ids)  # any time size: this batch's longest
     x, lengths = np.zeros((len(new_ids), steps, 2)), np.zeros(len(new_ids), dtype=np.int64)
     for i, s in enumerate(new_ids):  # raw features, padded: the exported model normalises itself
         rows = sorted((r for r in new_rows if r[0] == s), key=lambda r: r[1])

@@ -60,6 +60,23 @@ def windows(ids: Tensor, seq_len: int) -> Tuple[Tensor, Tensor]:
     return x, y
 
 
+WARMUP_TOKENS = 200
+
+
+def warmup_text(tokens: Sequence[str], kind: str, size: int = WARMUP_TOKENS) -> str:
+    """Up to ``size`` tokens of the training text that end with its last paragraph break (its end when it
+    has none), as text. A model trained statefully met the zero state only where its streams began,
+    mid-text, so a prompt read from it starts with nonsense; read after this, the prompt is read as the
+    start of a new paragraph of the kind of text the model knows."""
+    end = len(tokens)
+    for i in range(len(tokens) - 1, 0, -1):
+        if tokens[i] == tokens[i - 1] == "\n":
+            end = i + 1
+            break
+    kept = list(tokens[max(0, end - size) : end])
+    return "".join(kept) if kind == "char" else " ".join(kept)
+
+
 def unigram_entropy_bits(text: Sequence[str]) -> float:
     """Bits per token of the best predictor that ignores context (the baseline)."""
     counts = Counter(text)
@@ -143,8 +160,15 @@ class TextDataModule(StatefulSplits, TaskDataModule):
 
     @property
     def data_state(self) -> Dict[str, Any]:
-        """The vocabulary (``classes``: id -> token) and tokenisation, saved with the model."""
-        return {"format": "text", "tokens": self.tokens, "classes": self.vocabulary.itos, "max_len": self.seq_len}
+        """The vocabulary (``classes``: id -> token) and tokenisation, saved with the model; ``warmup``:
+        the text ``seqframe generate`` reads before a prompt (:func:`warmup_text`)."""
+        return {
+            "format": "text",
+            "tokens": self.tokens,
+            "classes": self.vocabulary.itos,
+            "max_len": self.seq_len,
+            "warmup": warmup_text(self.texts["train"], self.tokens),
+        }
 
     def read_new(self, path: str | Path, with_targets: bool) -> Tuple[Sequences, Dataset]:
         """Every token of a new file, in windows of ``seq_len`` (the last one shorter): with

@@ -75,3 +75,45 @@ class StepDeployable(Deployable):
         out, new = self.model.forward_with_state(self._inputs(x).unsqueeze(1), state[0] if self.single else state)
         answer = self._answer(out[:, 0] if self.task in PER_STEP_TASKS else out)
         return answer, ((new,) if self.single else tuple(new))
+
+
+class AnyLengthDeployable(StepDeployable):
+    """:class:`Deployable`'s ``forward(x, lengths)`` for sequences of any length: the steps run in a
+    ``torch.while_loop``, which ``torch.export`` and the ONNX exporter keep as a loop (ONNX ``Loop``)
+    instead of unrolling it, so an exported model's time size is free. Each sequence's state stops at
+    its length; per-step answers past it are unspecified, one answer per sequence is the one at its
+    last valid step. A model that reads backwards too cannot run this way (its reverse direction
+    starts at the end): :class:`Deployable` exports it with a fixed time size."""
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
+        per_step = self.task in PER_STEP_TASKS
+        first, state = super().forward(x[:, 0], self.initial_state(x.shape[0]))
+        # per-step answers fill [B, T, C]; one answer per sequence is kept where the sequence ends
+        answers = first.new_zeros((x.shape[0], x.shape[1], *first.shape[1:])) if per_step else first
+        if per_step:
+            answers = answers.index_copy(1, torch.zeros(1, dtype=torch.long, device=x.device), first.unsqueeze(1))
+        lengths = lengths.to(x.device)
+
+        def more(t: Tensor, answers: Tensor, *state: Tensor) -> Tensor:
+            return t < x.shape[1]
+
+        def step(t: Tensor, answers: Tensor, *state: Tensor):
+            answer, new = StepDeployable.forward(self, x.index_select(1, t.view(1)).squeeze(1), tuple(state))
+            going = t < lengths  # [B]: sequences that have this step
+            new = tuple(torch.where(going.view(1, -1, *([1] * (n.dim() - 2))), n, old) for n, old in zip(new, state))
+            if per_step:
+                answers = answers.index_copy(1, t.view(1), answer.unsqueeze(1))
+            else:
+                ends = (t == lengths - 1).view(-1, *([1] * (answer.dim() - 1)))
+                answers = torch.where(ends, answer, answers)
+            return (t + 1, answers, *new)
+
+        start = torch.ones((), dtype=torch.long, device=x.device)
+        _, answers, *_ = torch.while_loop(more, step, (start, answers, *state))
+        return answers
+
+
+def loops_export(model: nn.Module) -> bool:
+    """Whether :class:`AnyLengthDeployable` can export ``model``: it reads forward only, and this torch
+    has ``torch.while_loop`` (public since torch 2.6, a prototype feature)."""
+    return model.rnn.num_directions == 1 and callable(getattr(torch, "while_loop", None))

@@ -9,9 +9,13 @@ which every cell has and which gives the same numbers as the fast paths:
 * ``onnx``: the ONNX exporter built on ``torch.export`` (``pip install 'seqframe[onnx]'``);
   run it with onnxruntime (needs only onnxruntime and numpy).
 
-The batch size is free; the time size is fixed at ``max_len`` (the training
-data's longest sequence unless ``--max-len``): pad shorter sequences to it
-and pass their ``lengths`` (padding does not change the answer).
+The batch size is free, and so is the time size: the steps run in a loop the
+exported graph keeps (:class:`~seqframe.runs.deployable.AnyLengthDeployable`;
+an ONNX ``Loop``), so sequences of any length run, longer than any seen in
+training; pad shorter sequences of a batch and pass their ``lengths``. A
+bidirectional model (its reverse direction starts at the end) is unrolled over
+a fixed time size instead, ``max_len`` (the training data's longest sequence
+unless ``--max-len``), as is every model on a torch without ``torch.while_loop``.
 
 ``--step`` exports :class:`~seqframe.runs.deployable.StepDeployable` instead: one time step per call,
 ``(x, state) -> (output, new_state)``, the state as explicit inputs and outputs (ONNX names ``x``,
@@ -59,35 +63,41 @@ def example_inputs(model, batch: int, steps: int, seed: int = 0):
     return x, lengths
 
 
-def describe(fmt: str, deployable, run, steps: int) -> Dict[str, Any]:
+def describe(fmt: str, deployable, run, steps: int, any_length: bool) -> Dict[str, Any]:
     """The sidecar JSON: how to call the exported model and read its output."""
     spec = deployable.model.spec
     state = run.data_state or {}
+    time = "T" if any_length else steps
     features = (
-        {"x": f"int64 [batch, {steps}] token ids (the ids of 'classes')"}
+        {"x": f"int64 [batch, {time}] token ids (the ids of 'classes')"}
         if spec.vocab_size is not None
-        else {"x": f"float32 [batch, {steps}, {spec.input_size}] raw features", "features": state.get("features")}
+        else {"x": f"float32 [batch, {time}, {spec.input_size}] raw features", "features": state.get("features")}
     )
+    valid = "each in 1..T" if any_length else f"each in 1..{steps}"
     output = f"values [batch, {spec.num_outputs}]" if spec.task in REGRESSION_TASKS else "class probabilities"
     return {
         "format": fmt,
         "checkpoint": str(run.checkpoint),
         "cell": run.hparams["cell"],
         "task": spec.task,
-        "inputs": {**features, "lengths": f"int64 [batch], each in 1..{steps}: valid steps; pad x after them"},
-        "max_len": steps,
+        "inputs": {**features, "lengths": f"int64 [batch], {valid}: valid steps; pad x after them"},
+        "time_steps": "any (T >= 1; a loop in the graph)" if any_length else f"fixed: {steps}",
+        "max_len": None if any_length else steps,
+        "longest_training_sequence": (run.data_state or {}).get("max_len"),
         "output": output + (" at every step: [batch, T, ...]" if spec.task in PER_STEP_TASKS else ""),
         "classes": state.get("classes"),
         "normalisation": "applied inside the model" if deployable.normalize else "none",
     }
 
 
-def _export_program(deployable, x, lengths):
-    """``torch.export`` with a free batch size (time is fixed: the step loop unrolls over it)."""
+def _export_program(deployable, x, lengths, any_length: bool = False):
+    """``torch.export`` with a free batch size, and a free time size for a model whose steps run in a loop
+    the graph keeps (otherwise the step loop unrolls over the example's fixed time size)."""
     import torch
 
     batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(deployable, (x, lengths), dynamic_shapes={"x": {0: batch}, "lengths": {0: batch}})
+    x_dims = {0: batch, 1: torch.export.Dim("time", min=1)} if any_length else {0: batch}
+    return torch.export.export(deployable, (x, lengths), dynamic_shapes={"x": x_dims, "lengths": {0: batch}})
 
 
 def _export_step_program(step, x, state):
@@ -109,8 +119,13 @@ def _write(fmt: str, deployable, x, lengths, out: Path):
     state tuple) runs as ``(x, state) -> (output, new_state)``."""
     import torch
 
+    from seqframe.runs.deployable import AnyLengthDeployable
+
     step = isinstance(lengths, tuple)
-    program = (_export_step_program if step else _export_program)(deployable, x, lengths)
+    if step:
+        program = _export_step_program(deployable, x, lengths)
+    else:
+        program = _export_program(deployable, x, lengths, isinstance(deployable, AnyLengthDeployable))
     if fmt == "pt2":
         torch.export.save(program, str(out))
         loaded = torch.export.load(str(out)).module()
@@ -166,6 +181,19 @@ def step_gap(exported, step, steps: int) -> float:
     return float((streamed if step.task in PER_STEP_TASKS else streamed[:, -1]).sub(whole).abs().max())
 
 
+def whole_gap(exported, deployable, steps: int) -> float:
+    """How far the exported whole-sequence model is from ``deployable`` on a batch of 5 random sequences of
+    up to ``steps`` steps, over their valid steps (per-step answers past a sequence's length are unspecified)."""
+    import torch
+
+    x, lengths = example_inputs(deployable.model, 5, steps, seed=1)
+    gap = (exported(x, lengths) - deployable(x, lengths)).abs()
+    if deployable.task in PER_STEP_TASKS:
+        valid = torch.arange(steps)[None, :] < lengths[:, None]
+        gap = gap[valid]
+    return float(gap.max())
+
+
 def describe_step(fmt: str, step, run) -> Dict[str, Any]:
     """The sidecar JSON of a step model: its inputs and outputs, the state's shapes and initial value."""
     spec = step.model.spec
@@ -205,7 +233,7 @@ def export(
     (its :func:`sidecar` description beside it)."""
     import torch
 
-    from seqframe.runs.deployable import Deployable, StepDeployable
+    from seqframe.runs.deployable import AnyLengthDeployable, Deployable, StepDeployable, loops_export
     from seqframe.runs.loading import load_run
 
     if fmt not in FORMATS:
@@ -215,11 +243,13 @@ def export(
     if not steps:
         raise ExportError("this run's data has no saved max_len; give the time size with --max-len N")
     model = run.model(backend="loop", metrics=False)
-    deployable = (StepDeployable if step else Deployable)(model, run.data_state).eval()
+    any_length = not step and loops_export(model)
+    kind = StepDeployable if step else AnyLengthDeployable if any_length else Deployable
+    deployable = kind(model, run.data_state).eval()
     name = f"model.step.{fmt}" if step else f"model.{fmt}"
     target = Path(out) if out else run.checkpoint.parent.parent / "export" / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    x, lengths = example_inputs(deployable.model, 3, int(steps))
+    x, lengths = example_inputs(deployable.model, 3, max(2, int(steps)))
     if step:  # one step's input and the state
         x, lengths = x[:, 0], deployable.initial_state(3)
     with torch.no_grad():
@@ -234,12 +264,12 @@ def export(
             ) from exc
         if step:  # streamed over more steps than a training window, against the whole sequence at once
             gap = step_gap(exported, deployable, 2 * int(steps) + 1)
-        else:
-            x, lengths = example_inputs(deployable.model, 5, int(steps), seed=1)  # another batch size: dynamic batch
-            gap = float((exported(x, lengths) - deployable(x, lengths)).abs().max())
+        else:  # another batch size, and (any length) a short and a longer time size than any in training
+            lengths_checked = (1, 2 * int(steps) + 3) if any_length else (int(steps),)
+            gap = max(whole_gap(exported, Deployable(model, run.data_state), t) for t in lengths_checked)
     if not gap <= TOLERANCE:
         raise ExportError(f"the exported {fmt} model differs from the trained one by {gap:.2g} (> {TOLERANCE})")
-    info = describe_step(fmt, deployable, run) if step else describe(fmt, deployable, run, int(steps))
+    info = describe_step(fmt, deployable, run) if step else describe(fmt, deployable, run, int(steps), any_length)
     info["max_abs_difference_at_export"] = gap
     sidecar(target).write_text(json.dumps(info, indent=2) + "\n")
     return target

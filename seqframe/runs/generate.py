@@ -7,7 +7,10 @@ grows (a Transformer re-reads its context; a recurrent model need not). The
 same seed gives the same text. Tokens are drawn from the softmax of the
 logits divided by ``temperature`` (0: always the most likely token), among
 the ``top_k`` most likely (all when None); the unknown-token placeholder
-(id 0) is never drawn.
+(id 0) is never drawn. Before the prompt the model reads, unprinted, the end of
+a paragraph of its training text (``warmup`` in the run's data state;
+``--no-warmup`` starts from the initial state instead), so the prompt starts a
+paragraph rather than being read from a state the model rarely saw.
 """
 
 from __future__ import annotations
@@ -93,27 +96,18 @@ def check_options(length: int, temperature: float, top_k: Optional[int]) -> None
         raise SeqframeError(f"--top-k {top_k}: give 1 or more (or leave it out to sample from every token)")
 
 
-def generate(
-    run: str,
-    prompt: Optional[str] = None,
-    length: int = DEFAULT_LENGTH,
-    temperature: float = 1.0,
-    top_k: Optional[int] = None,
-    seed: int = 0,
-) -> str:
-    """The prompt and its continuation of ``length`` tokens sampled from ``run``'s best model."""
-    from seqframe.runs.loading import load_run
-
-    check_options(length, temperature, top_k)
-    trained = load_run(run)
+def primed(trained, prompt: Optional[str], seed: int = 0, warmup: bool = True) -> tuple[TextSampler, List[str]]:
+    """A sampler of ``trained`` (a loaded run) that has read the warm-up text (unless ``warmup`` is False)
+    and the prompt, and the prompt's tokens."""
     state = trained.data_state or {}
     if state.get("format") != "text":
-        raise SeqframeError(f"{run}: seqframe generate needs a model trained on text (data=text)")
+        raise SeqframeError(f"{trained.checkpoint}: seqframe generate needs a model trained on text (data=text)")
     vocabulary, kind = Vocabulary((), itos=state["classes"]), state.get("tokens", "char")
-    if prompt is None:  # no prompt: start as after a line break (or from the vocabulary's first token)
+    primer = tokenize(state.get("warmup") or "", kind) if warmup else []
+    if prompt is None and not primer:  # start as after a line break (or from the vocabulary's first token)
         prompt = "\n" if "\n" in vocabulary.stoi else vocabulary.itos[1]
-    tokens = tokenize(prompt, kind)
-    if not tokens:
+    tokens = tokenize(prompt or "", kind)
+    if prompt is not None and not tokens:
         raise SeqframeError("--prompt has no tokens the model reads; give some text (or leave --prompt out)")
     unknown = sorted({t for t in tokens if t not in vocabulary.stoi})
     if unknown:
@@ -122,6 +116,26 @@ def generate(
             f"{UNKNOWN!r}); use only tokens of the training text"
         )
     sampler = TextSampler(trained.model(backend="loop", metrics=False), seed)
-    sampler.feed(vocabulary.encode(tokens))
+    sampler.feed(vocabulary.encode(primer + tokens))
+    return sampler, tokens
+
+
+def generate(
+    run: str,
+    prompt: Optional[str] = None,
+    length: int = DEFAULT_LENGTH,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    seed: int = 0,
+    warmup: bool = True,
+) -> str:
+    """The prompt and its continuation of ``length`` tokens sampled from ``run``'s best model
+    (after the run's warm-up text, unless ``warmup`` is False)."""
+    from seqframe.runs.loading import load_run
+
+    check_options(length, temperature, top_k)
+    trained = load_run(run)
+    sampler, tokens = primed(trained, prompt, seed, warmup)
     new = sampler.continue_for(length, temperature, top_k)
-    return detokenize(tokens + [vocabulary.itos[i] for i in new], kind)
+    itos = trained.data_state["classes"]
+    return detokenize(tokens + [itos[i] for i in new], trained.data_state.get("tokens", "char"))

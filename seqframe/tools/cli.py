@@ -194,7 +194,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from seqframe.runs.generate import generate
 
-    print(generate(args.run, args.prompt, args.length, args.temperature, args.top_k, args.seed))
+    print(generate(args.run, args.prompt, args.length, args.temperature, args.top_k, args.seed, not args.no_warmup))
     return 0
 
 
@@ -252,13 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
     generate = commands.add_parser("generate", help="sample text from a trained text model (data=text)")
     generate.add_argument("run", help="a run dir of seqframe-train (its best checkpoint) or a .ckpt file in one")
-    generate.add_argument("--prompt", help="the text to continue (default: a line break)")
+    generate.add_argument("--prompt", help="the text to continue (default: a new paragraph)")
     generate.add_argument("--length", type=int, default=200, help="how many tokens to generate (default 200)")
     generate.add_argument(
         "--temperature", type=float, default=1.0, help="1: as trained; lower: safer; 0: always the likeliest token"
     )
     generate.add_argument("--top-k", type=int, help="sample only among the K likeliest tokens (default: all)")
     generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
+    generate.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="read the prompt from the initial state, not after the end of a paragraph of the training text",
+    )
     generate.set_defaults(handler=cmd_generate)
     report = commands.add_parser("report", help="one comparison table (markdown, CSV, JSON) from sweep dirs")
     report.add_argument("dirs", nargs="+", help="sweep or run directories (searched for summary.json)")
