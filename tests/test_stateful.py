@@ -174,12 +174,13 @@ def test_generate_is_deterministic_for_a_seed_and_refuses_unknown_prompts(text_r
     assert "tokens the model never saw in training: ['x', 'y', 'z']" in capsys.readouterr().err
 
 
-def test_generation_reads_the_end_of_a_training_paragraph_before_the_prompt(text_run):
+def test_generation_reads_the_end_of_a_training_paragraph_before_the_prompt(text_run, capsys):
     """The run saves up to 200 training tokens that end with the last paragraph break; generate reads them,
     unprinted, before the prompt (greedy decoding shows it: the same as feeding warm-up + prompt by hand)."""
     from seqframe.data.text import Vocabulary, warmup_text
     from seqframe.runs.generate import TextSampler, generate, primed
     from seqframe.runs.loading import load_run
+    from seqframe.tools.cli import main
 
     assert warmup_text(list("ab\n\ncd\n\nef"), "char") == "ab\n\ncd\n\n"
     assert warmup_text(list("xyzab\n\ncd"), "char", size=4) == "ab\n\n"
@@ -203,6 +204,9 @@ def test_generation_reads_the_end_of_a_training_paragraph_before_the_prompt(text
     alone, tokens = primed(trained, None)  # no prompt: the warm-up alone, and only the continuation printed
     assert tokens == [] and torch.equal(alone.state, state_after(warmup))
     assert len(generate(str(text_run), length=12)) == 12
+    cold_text = generate(str(text_run), prompt="ab", length=6, seed=5, warmup=False)
+    assert main(["generate", str(text_run), "--prompt", "ab", "--length", "6", "--seed", "5", "--no-warmup"]) == 0
+    assert capsys.readouterr().out == cold_text + "\n"
 
 
 STREAM_EXPORTED = """

@@ -151,6 +151,20 @@ def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
             assert (exported(x, lengths) - deployable(x, lengths)).abs().max() <= 1e-5
 
 
+def test_export_unrolls_a_fixed_max_len_only_without_torch_while_loop_or_for_bidirectional(monkeypatch):
+    import torch
+
+    from seqframe.harness.model import SequenceModel
+    from seqframe.runs.deployable import loops_export
+
+    task = {"task": "classify", "num_outputs": 3, "input_size": 4, "monitor": "val/loss", "mode": "min"}
+    forward = SequenceModel(task, {"name": "gru", "backend": "loop"}, hidden_size=6)
+    assert loops_export(forward)
+    assert not loops_export(SequenceModel(task, {"name": "gru", "backend": "loop"}, hidden_size=6, bidirectional=True))
+    monkeypatch.delattr(torch, "while_loop")  # an older torch: the fixed time size, as before
+    assert not loops_export(forward)
+
+
 def test_word_level_text_predicts_every_token_with_the_saved_vocabulary(tmp_path):
     """The text path of seqframe-eval/-predict in-process: a data module rebuilt from the saved
     data_state reads a new file with the training vocabulary; one prediction per token, in order."""
