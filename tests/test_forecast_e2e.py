@@ -56,3 +56,8 @@ def test_train_predict_and_report_a_panel(tmp_path):
     section = forecast_section([tmp_path / "run"])
     assert "| score | model | naive | seasonal_naive | growth_seasonal_naive |" in section
     assert f"{s['baseline']['naive/mae']:.4g}" in section and "coverage" in section
+
+    # export would give standardised numbers without the windows seqframe builds: refused, saying what works
+    refused = attempt(["export", "run", "--format", "pt2"], tmp_path, exe=BIN / "seqframe")
+    assert refused.returncode != 0 and "is a forecasting model (data=series)" in refused.stderr
+    assert "seqframe predict RUN --file FILE" in refused.stderr and not (tmp_path / "run" / "export").exists()

@@ -151,6 +151,38 @@ def test_every_cell_exports_with_a_free_batch_size(tmp_path, cell):
             assert (exported(x, lengths) - deployable(x, lengths)).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("cell", ["mingru", "layernorm_lstm", "lstm on tokens", "peephole_lstm"])
+def test_every_forward_cell_exports_for_any_length(tmp_path, cell):
+    """Traced at 4 steps, run at 1 and at 9 (batch 2 and 5, padded): the steps are a loop in the graph.
+    peephole_lstm unpacks one parameter into three views inside ``step`` (``p_i, p_f, p_o = self.peephole``),
+    which torch 2.13 cannot pass into a loop (they alias): it is unrolled over the 4 steps instead, and says so."""
+    import torch
+
+    from seqframe.harness.model import SequenceModel
+    from seqframe.runs.deployable import AnyLengthDeployable, Deployable
+    from seqframe.runs.export import example_inputs, write_any_length
+
+    task = {"task": "regress", "num_outputs": 2, "input_size": 4, "monitor": "val/mse", "mode": "min"}
+    if cell.endswith("tokens"):
+        task.update(task="per_step", num_outputs=3, input_size=None, vocab_size=3)
+    model = SequenceModel(task, {"name": cell.split()[0], "backend": "loop"}, hidden_size=6, num_layers=2).eval()
+    state = {"mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 1.0, 0.5, 1.0]}
+    with torch.no_grad():
+        any_length = AnyLengthDeployable(model, state)
+        exported, written, unrolled = write_any_length("pt2", any_length, *example_inputs(model, 3, 4), tmp_path / "m")
+        if cell == "peephole_lstm":
+            assert "aliasing" in unrolled and type(written) is Deployable
+        else:
+            assert unrolled is None and written is any_length
+        for batch, steps in ((2, 1), (5, 9)) if unrolled is None else ((2, 4), (5, 4)):
+            x, lengths = example_inputs(model, batch, steps, seed=batch)
+            got, expected = exported(x, lengths), Deployable(model, state)(x, lengths)
+            if task["task"] == "per_step":  # answers past a sequence's length are unspecified
+                keep = torch.arange(steps)[None, :] < lengths[:, None]
+                got, expected = got[keep], expected[keep]
+            assert (got - expected).abs().max() <= 1e-5
+
+
 def test_export_unrolls_a_fixed_max_len_only_without_torch_while_loop_or_for_bidirectional(monkeypatch):
     import torch
 

@@ -25,7 +25,7 @@ class Deployable(nn.Module):
     def __init__(self, model: nn.Module, data_state: Optional[Dict[str, Any]] = None, normalize: bool = True) -> None:
         super().__init__()
         self.model = model
-        state = data_state or {}
+        state = self.data_state = dict(data_state or {})  # what the model was trained with (plain values)
         features = model.spec.vocab_size is None  # token ids are never normalised
         self.normalize = bool(normalize and features and state.get("mean") is not None)
         if self.normalize:

@@ -181,6 +181,40 @@ def step_gap(exported, step, steps: int) -> float:
     return float((streamed if step.task in PER_STEP_TASKS else streamed[:, -1]).sub(whole).abs().max())
 
 
+def write_or_explain(fmt: str, deployable, x, lengths, out: Path, cell: str):
+    """:func:`_write`, with the exporter's own failure said in one line naming the cell and format."""
+    try:
+        return _write(fmt, deployable, x, lengths, out)
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"cell {cell!r} could not be exported as {fmt}: {first_line(exc)}") from exc
+
+
+def write_any_length(fmt: str, deployable, x, lengths, out: Path):
+    """Write an :class:`~seqframe.runs.deployable.AnyLengthDeployable`; where torch cannot keep the cell's
+    step as a loop (e.g. views of one parameter taken inside ``step``, which alias each other among the
+    loop's inputs), unroll ``x``'s time size instead, as for a bidirectional model. Returns
+    ``(the runner, what was exported, None or why it was unrolled)``."""
+    from seqframe.runs.deployable import Deployable
+
+    try:
+        return _write(fmt, deployable, x, lengths, out), deployable, None
+    except ExportError:
+        raise
+    except Exception as exc:
+        reason = first_line(exc)
+    fixed = Deployable(deployable.model, deployable.data_state).eval()
+    return write_or_explain(fmt, fixed, x, lengths, out, deployable.model.hparams["cell"]["name"]), fixed, reason
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else "")
+    return f"{type(exc).__name__}: {text}"
+
+
 def whole_gap(exported, deployable, steps: int) -> float:
     """How far the exported whole-sequence model is from ``deployable`` on a batch of 5 random sequences of
     up to ``steps`` steps, over their valid steps (per-step answers past a sequence's length are unspecified)."""
@@ -239,6 +273,13 @@ def export(
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     run = load_run(run_path)
+    if (run.data_state or {}).get("forecast"):
+        raise ExportError(
+            f"{run_path} is a forecasting model (data=series): it reads windows that seqframe builds (each series "
+            f"standardised with its saved statistics, calendar features) and answers in those standardised units, "
+            f"so an exported file alone would give wrong numbers. Forecast with seqframe predict RUN --file FILE "
+            f"(the next horizon steps of every series, in the data's units); exporting it is not supported yet"
+        )
     steps = max_len or (run.data_state or {}).get("max_len")
     if not steps:
         raise ExportError("this run's data has no saved max_len; give the time size with --max-len N")
@@ -252,16 +293,19 @@ def export(
     x, lengths = example_inputs(deployable.model, 3, max(2, int(steps)))
     if step:  # one step's input and the state
         x, lengths = x[:, 0], deployable.initial_state(3)
+    cell = run.hparams["cell"]["name"]
+    unrolled_because = None
     with torch.no_grad():
-        try:
-            exported = _write(fmt, deployable, x, lengths, target)
-        except ExportError:
-            raise
-        except Exception as exc:  # the exporter's own failure: say which cell and format
-            raise ExportError(
-                f"cell {run.hparams['cell']['name']!r} could not be exported as {fmt}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
+        if any_length:
+            exported, deployable, unrolled_because = write_any_length(fmt, deployable, x, lengths, target)
+            any_length = unrolled_because is None
+            if unrolled_because:
+                print(
+                    f"seqframe export: cell {cell!r} cannot run as a loop in the exported graph "
+                    f"({unrolled_because}); exported with a fixed time size of {x.shape[1]} steps (--max-len N)"
+                )
+        else:
+            exported = write_or_explain(fmt, deployable, x, lengths, target, cell)
         if step:  # streamed over more steps than a training window, against the whole sequence at once
             gap = step_gap(exported, deployable, 2 * int(steps) + 1)
         else:  # another batch size, and (any length) a short and a longer time size than any in training
@@ -271,5 +315,7 @@ def export(
         raise ExportError(f"the exported {fmt} model differs from the trained one by {gap:.2g} (> {TOLERANCE})")
     info = describe_step(fmt, deployable, run) if step else describe(fmt, deployable, run, int(steps), any_length)
     info["max_abs_difference_at_export"] = gap
+    if unrolled_because:
+        info["time_steps"] += f" (the steps could not run as a loop in the graph: {unrolled_because})"
     sidecar(target).write_text(json.dumps(info, indent=2) + "\n")
     return target
