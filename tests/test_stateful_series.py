@@ -120,6 +120,23 @@ def test_csv_series_train_statefully_split_by_position_with_the_horizon_left_out
     assert result["steps"] == 2 * 6  # 2 x 12 chunks of 20 (234 = 11 x 20 + 14) dealt into 4 streams: 6 batches
     assert np.isfinite(result["best_val"]) and np.isfinite(result["test"]["test/mse"])
 
+    (tmp_path / "one.csv").write_text("date,sales\n" + "".join(f"{t},{t % 7}\n" for t in range(50)))
+    with pytest.raises(DataFileError, match="for a file that is one series, set data.id_column=null"):
+        from seqframe.data import CsvDataModule
+
+        CsvDataModule(path=str(tmp_path / "one.csv"), target_column="sales", horizon=1, forecast="many_to_many")
+    one = CsvDataModule(
+        path=str(tmp_path / "one.csv"),
+        id_column=None,
+        time_column="date",
+        target_column="sales",
+        horizon=1,
+        forecast="many_to_many",
+        stateful=True,
+        seq_len=8,
+        batch_size=2,
+    )
+    assert one.report["split_steps"] == {"train": 38, "val": 4, "test": 5}  # 49 inputs: 39 - 1, 44 - 39 - 1, 49 - 44
     with pytest.raises(DataFileError, match="needs a target at every step.*data.horizon=H data.forecast=many_to_many"):
         from seqframe.data import CsvDataModule
 

@@ -129,6 +129,12 @@ class CsvDataModule(FileDataModule):
             "data.target_column": targets,
             "data.feature_columns": features,
         }
+        if self.format == "long" and self.id_column and self.id_column not in header:
+            raise DataFileError(
+                f"{path}: column {self.id_column!r} (data.id_column) is missing; the header has {header}. "
+                f"Name the column that says which sequence a row belongs to with data.id_column=, or, for a "
+                f"file that is one series, set data.id_column=null"
+            )
         require_columns(path, header, required)
         if not features:
             raise DataFileError(f"{path}: no feature columns left (header {header}); set data.feature_columns=")

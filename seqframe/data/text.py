@@ -133,6 +133,7 @@ class TextDataModule(StatefulSplits, TaskDataModule):
                     f"{self.path}: the {split} split has {len(self.texts[split])} {tokens} tokens, not more than "
                     f"data.seq_len={self.seq_len}; use a longer file, a smaller seq_len or larger fractions"
                 )
+        self.warmup = warmup_text(self.texts["train"], tokens)  # what generate reads before a prompt
         saved = (data_state or {}).get("classes")
         self.vocabulary = Vocabulary(self.texts["train"], itos=saved)
         # stateful: at most batch_size tokens per split (those after the streams' equal lengths)
@@ -167,7 +168,7 @@ class TextDataModule(StatefulSplits, TaskDataModule):
             "tokens": self.tokens,
             "classes": self.vocabulary.itos,
             "max_len": self.seq_len,
-            "warmup": warmup_text(self.texts["train"], self.tokens),
+            "warmup": self.warmup,
         }
 
     def read_new(self, path: str | Path, with_targets: bool) -> Tuple[Sequences, Dataset]:

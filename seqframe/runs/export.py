@@ -290,7 +290,8 @@ def export(
     name = f"model.step.{fmt}" if step else f"model.{fmt}"
     target = Path(out) if out else run.checkpoint.parent.parent / "export" / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    x, lengths = example_inputs(deployable.model, 3, max(2, int(steps)))
+    steps = max(2, int(steps))  # a trace of one step would fix the time size at 1
+    x, lengths = example_inputs(deployable.model, 3, steps)
     if step:  # one step's input and the state
         x, lengths = x[:, 0], deployable.initial_state(3)
     cell = run.hparams["cell"]["name"]
