@@ -5,8 +5,10 @@ sequence made x86 arithmetic ~100x slower) or memory that grows past what a
 machine holds only shows at long sequences, so every model (the registry's
 cells on ``auto`` and torch.nn's LSTM/GRU/RNN) is run at each length in the
 same run. Each (model, T) runs in a fresh process: the peak resident memory is
-a per-process maximum, so one process can measure only one model. The process
-measures its memory over its first training step (its high-water mark reset
+a per-process maximum, so one process can measure only one model. A cell on
+``auto`` is measured on the path it settles on: its generated kernels, built in
+the background, are waited for after a short warm-up step (a row's ``path``
+says which path ran). The process measures its memory over its first training step (its high-water mark reset
 after imports, model and data, when Linux allows; otherwise ``ru_maxrss`` less
 its value before the step), then times as many more steps as fit in a time
 budget (at least one, at most ``repeat``): long sequences of slow cells get
@@ -124,6 +126,7 @@ def measure(
     from torch import nn
 
     import seqframe
+    from seqframe.core import generated
     from seqframe.harness.numerics import set_flush_denormal
     from seqframe.tools.bench import training_step
 
@@ -139,6 +142,9 @@ def measure(
     x = torch.randn(batch, steps, inputs)
     warmup = 1 if time_checkpoint is None else 2 * time_checkpoint  # lazy set-ups (autograd's threads,
     training_step(net, x[:, :warmup], last_only=True)()  # kernels, checkpointing's imports) left out
+    if model.backend != "reference":  # ``auto`` builds its generated kernels in the background: measure
+        generated.CACHE.wait()  # the kernels it switches to, not the loop (or a build) meanwhile
+        training_step(net, x[:, :warmup], last_only=True)()
     step = training_step(net, x, last_only=True)
     baseline, reset = _reset_peak()
     start = time.perf_counter()
@@ -162,6 +168,7 @@ def measure(
         "peak_mb": peak_mb,
         "peak_reset": reset,
         "flushed": flushed,
+        "path": "fused" if model.backend == "reference" else "/".join(net.paths()),  # what was measured
     }
 
 
@@ -226,7 +233,7 @@ def length_table(sweep: LengthSweep, families: Sequence[str], threads: int = 1) 
             rows.append(row)
             print(
                 f"  T={steps:<6d} {model.label:28s} {row['ms_per_step']:8.3f} ms/step  x{row['ratio']:.2f}  "
-                f"{row['peak_mb']:8.1f} MB  (n={row['repeat']})",
+                f"{row['peak_mb']:8.1f} MB  (n={row['repeat']}, {row['path']})",
                 flush=True,
             )
     return {
