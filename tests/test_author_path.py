@@ -204,3 +204,30 @@ def test_option_against_baseline_in_one_command_beside_a_broken_plugin(site):
     assert "cell 'gru' has no option beta: cell.beta=2.0 is for the other cells of this sweep" in result.stdout
     saved = (site / "sweep" / "1" / ".hydra" / "config.yaml").read_text()
     assert saved.startswith("# cell 'gru' has no option beta") and "beta:" not in saved.split("\n", 1)[1]
+
+
+# ---------------------------------------------------------------- a stranger's cell, exported
+
+
+def test_a_strangers_cell_exports_for_any_length_and_step_by_step(site, tmp_path):
+    """The no-argument-super, nn.Linear, chunk(4) cell through both exports (pt2), traced at 4 steps:
+    the whole-sequence model keeps its loop (run at 1 and 9 steps), the step model streams 12 steps."""
+    from seqframe.harness.model import SequenceModel
+    from seqframe.runs.deployable import AnyLengthDeployable, Deployable, StepDeployable
+    from seqframe.runs.export import _write, example_inputs, step_gap, write_any_length
+
+    task = {"task": "regress", "num_outputs": 2, "input_size": 4, "monitor": "val/mse", "mode": "min"}
+    with pytest.warns(PluginWarning):
+        model = SequenceModel(task, {"name": "janet", "beta": 2.0}, hidden_size=6, num_layers=2).eval()
+    state = {"mean": [1.0, 2.0, 3.0, 4.0], "std": [2.0, 1.0, 0.5, 1.0]}
+    with torch.no_grad():
+        exported, written, unrolled = write_any_length(
+            "pt2", AnyLengthDeployable(model, state), *example_inputs(model, 3, 4), tmp_path / "whole.pt2"
+        )
+        assert unrolled is None and isinstance(written, AnyLengthDeployable)
+        for batch, steps in ((2, 1), (5, 9)):
+            x, lengths = example_inputs(model, batch, steps, seed=batch)
+            assert (exported(x, lengths) - Deployable(model, state)(x, lengths)).abs().max() <= 1e-5
+        step = StepDeployable(model, state)
+        streamed = _write("pt2", step, example_inputs(model, 3, 1)[0][:, 0], step.initial_state(3), tmp_path / "s.pt2")
+        assert step_gap(streamed, step, 12) <= 1e-5

@@ -17,6 +17,7 @@ from torch import nn
 import seqframe
 from seqframe.core import generated
 from seqframe.core import inductor_adapter as adapter
+from seqframe.testing.checks import check_cell
 from seqframe.tools.bench_generated import NewcomerLSTM
 
 # An LSTM as a newcomer writes it: super().__init__() with no sizes, nn.Linear for both matrices,
@@ -40,6 +41,26 @@ class IndRNN(seqframe.Cell):
     def step(self, p_t, h):
         h = torch.relu(p_t + self.u * h)
         return h, h
+
+
+class StepOnlyLSTM(seqframe.Cell):
+    """An LSTM written as ``step`` alone: no ``project`` (each raw step comes in), no ``initial_state``
+    (``has_cell_state`` asks for ``(h, c)``), both matrices as ``nn.Linear`` inside ``step``."""
+
+    name = "step_only_lstm"
+    has_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.x2h = nn.Linear(input_size, 4 * hidden_size)
+        self.h2h = nn.Linear(hidden_size, 4 * hidden_size)
+
+    def step(self, x, state):
+        h, c = state
+        i, f, g, o = (self.x2h(x) + self.h2h(h)).chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +125,28 @@ def test_stranger_lstm_matches_the_loop_with_padding_directions_layers_and_a_sta
     x2 = torch.randn(3, 11, 5)
     _assert_same(_run(fast, x2), _run(loop, x2))
     assert fast.paths() == ["generated", "generated"]
+
+
+def test_a_cell_of_step_alone_is_torch_lstm_on_every_path():
+    """torch.nn.LSTM's gate order is i, f, g, o, as the cell's chunk: its weights copied in, the same numbers."""
+    reference = nn.LSTM(5, 6, batch_first=True)
+    fast, loop = _twins(StepOnlyLSTM)
+    with torch.no_grad():
+        for model in (fast, loop):
+            cell = model.cells[0]
+            cell.x2h.weight.copy_(reference.weight_ih_l0), cell.x2h.bias.copy_(reference.bias_ih_l0)
+            cell.h2h.weight.copy_(reference.weight_hh_l0), cell.h2h.bias.copy_(reference.bias_hh_l0)
+    assert StepOnlyLSTM(5, 6).initial_state(3)[1].shape == (3, 6)  # (h, c) by default
+    x = torch.randn(4, 7, 5)
+    expected, (h_n, c_n) = reference(x)
+    for model in (fast, loop):
+        out, (h, c) = model(x)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close((h, c), (h_n, c_n), atol=1e-5, rtol=0)
+    assert fast.paths() == ["generated"]
+    lengths = torch.tensor([7, 3, 1, 5])
+    _assert_same(_run(fast, x, lengths=lengths), _run(loop, x, lengths=lengths))
+    check_cell(StepOnlyLSTM)  # and the conformance kit passes it (it raises on any failed check)
 
 
 def test_a_cell_whose_output_is_its_state_and_float64_gradcheck():

@@ -105,7 +105,9 @@ class Cell(nn.Module):
         parameters and any per-element function of one time step. It MUST
         NOT mix time steps (no cumulative sums, no convolutions over ``T``)
         and must not modify ``x`` in place: the runner may reverse time,
-        mask padded steps or call it on slices.
+        mask padded steps or call it on slices. Optional: without it ``p`` is
+        ``x`` itself, and ``step`` gets each step's raw input (it then does the
+        input's matrix product once per step, which is slower).
 
     ``step(p_t, state) -> (h_t, new_state)``
         ``p_t``: ``[B, P]``, one time step of ``project``'s output;
@@ -116,7 +118,9 @@ class Cell(nn.Module):
 
     ``initial_state(batch, device, dtype) -> state``
         The zero state for a batch: a tensor ``[B, S]`` or a tuple of them
-        (``(h, c)`` for an LSTM). It holds no parameters.
+        (``(h, c)`` for an LSTM). It holds no parameters. Optional: the
+        default is one zero ``[B, H]`` tensor, or the pair ``(h, c)`` of them
+        when the class sets ``has_cell_state = True``.
 
     ``scan(p, state) -> (outputs, final_state)`` (optional)
         The whole sequence at once: ``p``: ``[B, T, P]`` -> outputs
@@ -178,7 +182,8 @@ class Cell(nn.Module):
         self.hidden_size = int(hidden_size)
 
     def project(self, x: Tensor) -> Tensor:
-        raise NotImplementedError(f"cell {self.name!r} must implement project(x)")
+        """The input itself: a cell without ``project`` reads each raw step in ``step``."""
+        return x
 
     def step(self, p_t: Tensor, state: State) -> Tuple[Tensor, State]:
         raise NotImplementedError(f"cell {self.name!r} must implement step(p_t, state)")
@@ -186,8 +191,10 @@ class Cell(nn.Module):
     def initial_state(
         self, batch: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None
     ) -> State:
-        """One zero ``[B, H]`` tensor: right for every cell whose state is just ``h``."""
-        return torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        """One zero ``[B, H]`` tensor: right for every cell whose state is just ``h``; ``(h, c)``, two of
+        them, for a cell that says ``has_cell_state = True`` (an LSTM's state, as ``step`` unpacks it)."""
+        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return (zeros, torch.zeros_like(zeros)) if self.has_cell_state else zeros
 
     def has_scan(self) -> bool:
         """Whether this cell, with its options, runs sequences through ``scan``.

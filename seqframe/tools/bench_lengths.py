@@ -273,6 +273,8 @@ def to_markdown(table: dict) -> List[str]:
         f"Median of up to {table['max_repeat']} timed steps after the first, as many as fit in "
         f"{table['budget_s']:g} s (n: fewer at long T). Cells on `auto`"
         + (f", `time_checkpoint={checkpoint}` (torch.nn without)" if checkpoint else "")
+        + ", each measured on the path it settles on: "
+        + ", ".join(sorted({f"{r['model']} {r.get('path', '?')}" for r in table["rows"] if r["backend"] == "auto"}))
         + ".",
         "",
         "ms per time step (ratio to the family's torch.nn kernel at the same T; n repetitions):",

@@ -47,10 +47,6 @@ class LSTM(StandardCell):
         with torch.no_grad():
             self.bias[h : 2 * h] += self.forget_bias
 
-    def initial_state(self, batch: int, device=None, dtype=None) -> Tuple[Tensor, Tensor]:
-        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return zeros, zeros.clone()
-
     def step(self, p_t: Tensor, state: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         h, c = state
         gates = torch.addmm(p_t, h, self.weight_hh.t())
