@@ -63,6 +63,25 @@ class StepOnlyLSTM(seqframe.Cell):
         return h, (h, c)
 
 
+class CatLSTM(seqframe.Cell):
+    """The textbook ``W [x; h] + b`` in one Linear called ``gates`` (the name of Cell's metadata too), the
+    state given back as a list: h's gradient is a column slice of one product, not a dense tensor."""
+
+    name = "cat_lstm"
+    has_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+
+    def step(self, x, state):
+        h, c = state
+        i, f, g, o = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        h = o.sigmoid() * c.tanh()
+        return h, [h, c]
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     generated.CACHE.clear()
@@ -147,6 +166,16 @@ def test_a_cell_of_step_alone_is_torch_lstm_on_every_path():
     lengths = torch.tensor([7, 3, 1, 5])
     _assert_same(_run(fast, x, lengths=lengths), _run(loop, x, lengths=lengths))
     check_cell(StepOnlyLSTM)  # and the conformance kit passes it (it raises on any failed check)
+
+
+def test_a_concatenating_cell_gets_the_loops_gradients_from_the_kernels():
+    """The kernels once misread a column slice as dense: its gradients were wrong from the second step back."""
+    fast, loop = _twins(CatLSTM, num_layers=2, bidirectional=True)
+    assert isinstance(fast.cells[0].gates, nn.Linear) and CatLSTM.gates == 0  # the module, not the metadata
+    x, lengths = torch.randn(4, 7, 5), torch.tensor([7, 3, 1, 5])
+    _assert_same(_run(fast, x), _run(loop, x))
+    _assert_same(_run(fast, x, lengths=lengths), _run(loop, x, lengths=lengths))
+    assert fast.paths() == ["generated", "generated"]  # a list for the (h, c) tuple is the same state
 
 
 def test_a_cell_whose_output_is_its_state_and_float64_gradcheck():

@@ -57,6 +57,27 @@ def _sizes_of_call(cls: type, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     return values[0], values[1]
 
 
+class _Metadata:
+    """A class-level default that a submodule, parameter or buffer of the same name hides on the
+    instance: an author's ``self.gates = nn.Linear(...)`` must be what ``self.gates`` reads in
+    ``step``, not the class's ``gates = 0`` (a plain class attribute would win over ``nn.Module``'s
+    lookup of its submodules). Read metadata from the class: ``type(cell).gates``."""
+
+    def __init__(self, default: Any) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
+        if instance is not None:
+            for store in ("_modules", "_parameters", "_buffers"):
+                found = instance.__dict__.get(store, {})
+                if self.attribute in found:
+                    return found[self.attribute]
+        return self.default
+
+
 class Cell(nn.Module):
     """Base class of every recurrent cell: one time step of a recurrence.
 
@@ -150,9 +171,9 @@ class Cell(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    gates: ClassVar[int] = 0
-    has_cell_state: ClassVar[bool] = False
-    fused_projection: ClassVar[bool] = False
+    gates: ClassVar[int] = _Metadata(0)  # type: ignore[assignment]
+    has_cell_state: ClassVar[bool] = _Metadata(False)  # type: ignore[assignment]
+    fused_projection: ClassVar[bool] = _Metadata(False)  # type: ignore[assignment]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Cell:
         """Note the sizes of the constructor call, so that ``super().__init__()`` needs no arguments."""
@@ -194,7 +215,7 @@ class Cell(nn.Module):
         """One zero ``[B, H]`` tensor: right for every cell whose state is just ``h``; ``(h, c)``, two of
         them, for a cell that says ``has_cell_state = True`` (an LSTM's state, as ``step`` unpacks it)."""
         zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
-        return (zeros, torch.zeros_like(zeros)) if self.has_cell_state else zeros
+        return (zeros, torch.zeros_like(zeros)) if type(self).has_cell_state else zeros
 
     def has_scan(self) -> bool:
         """Whether this cell, with its options, runs sequences through ``scan``.

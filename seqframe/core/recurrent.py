@@ -256,7 +256,7 @@ class Recurrent(nn.Module):
         if self.backend == "generated":
             return "generated"
         if cell.has_scan() and not (has_lengths and not self._scan_takes_lengths[index]):
-            return "fused" if cell.fused_projection else "scan"
+            return "fused" if type(cell).fused_projection else "scan"
         return "loop" if generated.mode() == "off" else "generated"
 
     def paths(self, with_lengths: bool = False) -> List[str]:

@@ -204,11 +204,20 @@ class Prepared:
     time_major: bool
 
 
+def _as_tuples(tree: Any) -> Any:
+    """``tree`` with its lists made tuples: a step may return ``[h, c]`` for an initial ``(h, c)``
+    (the leaves, in their order, are what the kernels carry)."""
+    if type(tree) in (list, tuple):
+        return tuple(_as_tuples(t) for t in tree)
+    return tree
+
+
 def prepare(cell: Cell, sig: Signature) -> Prepared:
     """Run one step eagerly (on the caller's thread, random state restored) and refuse what
     compiled kernels could not reproduce; :class:`Unavailable` says why."""
     adapter.check_torch_version()
-    spec = pytree.tree_flatten(cell.initial_state(1, device=sig.device, dtype=sig.dtype))[1]
+    initial = cell.initial_state(1, device=sig.device, dtype=sig.dtype)
+    spec = pytree.tree_structure(initial)
     p_t, leaves = _example_step(sig)
     tensors = [t.detach() for _, t in module_tensors(cell)]
     before = [t.clone() for t in [p_t, *leaves, *tensors]]
@@ -217,9 +226,10 @@ def prepare(cell: Cell, sig: Signature) -> Prepared:
         out, new = cell.step(p_t, pytree.tree_unflatten(leaves, spec))
     if any(not torch.equal(a, b) for a, b in zip(before, [p_t, *leaves, *tensors]) if not a.isnan().any()):
         raise adapter.Unavailable("step changes its inputs or the cell's parameters in place")
-    new_leaves, new_spec = pytree.tree_flatten(new)
-    if new_spec != spec:
-        raise adapter.Unavailable(f"step returns a state of another structure ({new_spec} instead of {spec})")
+    new_leaves = pytree.tree_leaves(new)
+    if pytree.tree_structure(_as_tuples(new)) != pytree.tree_structure(_as_tuples(initial)):
+        described = pytree.tree_structure(new)
+        raise adapter.Unavailable(f"step returns a state of another structure ({described} instead of {spec})")
     for old, fresh in zip(leaves, new_leaves):
         if fresh.dtype != old.dtype or fresh.shape != old.shape:
             raise adapter.Unavailable(
@@ -460,8 +470,11 @@ def build(
             tangents = [out_grad, *state_grads]
         result = backward_gm(*stash, *tangents)
         p_grad.copy_(result[count])
-        sums = (a + result[k] for a, k in zip(sums, accumulated))
-        return (*sums, *result[count + 1: count + 1 + nleaves], *result[len(grads):])
+        sums = ((a + result[k]).contiguous() for a, k in zip(sums, accumulated))
+        # dense state gradients: the next step's kernel is compiled for dense inputs, and a gradient can be
+        # a column slice (``cat([x, h]) @ W.t()`` gives h's gradient as columns of one product)
+        state_grads = (g.contiguous() for g in result[count + 1: count + 1 + nleaves])
+        return (*sums, *state_grads, *result[len(grads):])
 
     state_values = [n.meta["val"] for n in _outputs(forward_gm)[user - nleaves: user]]
     dense = all(v.is_contiguous() for v in state_values)

@@ -146,8 +146,8 @@ def train(cfg: DictConfig) -> Dict[str, Any]:
             monitor_mode=cfg.monitor_mode,
             parameters=sum(p.numel() for p in model.parameters()),
             paths=model.rnn.paths(),
-            gates=model.rnn.cells[0].gates,
-            has_cell_state=model.rnn.cells[0].has_cell_state,
+            gates=type(model.rnn.cells[0]).gates,
+            has_cell_state=type(model.rnn.cells[0]).has_cell_state,
             data_report=datamodule.report,
         )
         if not fit_resumably(trainer, model, datamodule, cfg, summary):  # SIGTERM: checkpoint saved, clean stop

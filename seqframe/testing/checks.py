@@ -155,7 +155,7 @@ def check_shapes_and_dtypes(cell: CellUnderTest) -> None:
             _fail(cell, f"step() must return h_t [2, {cell.hidden_size}] in {dtype}, got {tuple(h.shape)} {h.dtype}")
         _check_state_like(cell, "the state returned by step()", new_state, state)
         if module.has_scan():
-            out, final = module.scan(x if module.fused_projection else p, state)
+            out, final = module.scan(x if type(module).fused_projection else p, state)
             if out.shape != (2, 4, cell.hidden_size) or out.dtype != dtype:
                 _fail(
                     cell,
@@ -188,7 +188,7 @@ def check_no_input_mutation(cell: CellUnderTest) -> None:
     p_t = p[:, 0].detach().clone()
     guard("step(p_t, state)", lambda: module.step(p_t, state), p_t, *_tensors(state))
     if module.has_scan():
-        inp = (x if module.fused_projection else p).detach().clone()
+        inp = (x if type(module).fused_projection else p).detach().clone()
         guard("scan(p, state)", lambda: module.scan(inp, state), inp, *_tensors(state))
 
 
