@@ -63,6 +63,27 @@ class StepOnlyLSTM(seqframe.Cell):
         return h, (h, c)
 
 
+class ForwardLSTM(seqframe.Cell):
+    """``forward`` where seqframe says ``step``, ``initial_state(batch)`` without device or dtype, ``split``."""
+
+    name = "forward_lstm"
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.W = nn.Linear(input_size, 4 * hidden_size)
+        self.U = nn.Linear(hidden_size, 4 * hidden_size)
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, self.hidden_size), torch.zeros(batch_size, self.hidden_size))
+
+    def forward(self, x, hidden):
+        h, c = hidden
+        i, f, g, o = torch.split(self.W(x) + self.U(h), self.hidden_size, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
 class CatLSTM(seqframe.Cell):
     """The textbook ``W [x; h] + b`` in one Linear called ``gates`` (the name of Cell's metadata too), the
     state given back as a list: h's gradient is a column slice of one product, not a dense tensor."""
@@ -166,6 +187,19 @@ def test_a_cell_of_step_alone_is_torch_lstm_on_every_path():
     lengths = torch.tensor([7, 3, 1, 5])
     _assert_same(_run(fast, x, lengths=lengths), _run(loop, x, lengths=lengths))
     check_cell(StepOnlyLSTM)  # and the conformance kit passes it (it raises on any failed check)
+
+
+def test_a_cell_written_as_forward_with_a_plain_initial_state_is_torch_lstm_in_float64():
+    reference = nn.LSTM(5, 6, batch_first=True).double()
+    model = seqframe.Recurrent(ForwardLSTM, 5, 6, backend="loop").double()
+    cell = model.cells[0]
+    with torch.no_grad():
+        cell.W.weight.copy_(reference.weight_ih_l0), cell.W.bias.copy_(reference.bias_ih_l0)
+        cell.U.weight.copy_(reference.weight_hh_l0), cell.U.bias.copy_(reference.bias_hh_l0)
+    assert cell.initial_state(3, dtype=torch.float64)[0].dtype == torch.float64  # moved where it was asked
+    x = torch.randn(4, 7, 5, dtype=torch.float64)
+    torch.testing.assert_close(model(x)[0], reference(x)[0], atol=1e-12, rtol=0)
+    check_cell(ForwardLSTM)
 
 
 def test_a_concatenating_cell_gets_the_loops_gradients_from_the_kernels():

@@ -57,6 +57,29 @@ def _sizes_of_call(cls: type, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> 
     return values[0], values[1]
 
 
+def _binds(function: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether ``function`` can be called with these arguments (by its signature)."""
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _placed(initial_state: Any) -> Any:
+    """``initial_state(batch)`` as ``initial_state(batch, device, dtype)``: its tensors moved there."""
+
+    @functools.wraps(initial_state)
+    def placed(self: Cell, batch: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None):
+        where = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        state = initial_state(self, batch)
+        if not where:
+            return state
+        return state.to(**where) if isinstance(state, Tensor) else tuple(t.to(**where) for t in state)
+
+    return placed
+
+
 class _Metadata:
     """A class-level default that a submodule, parameter or buffer of the same name hides on the
     instance: an author's ``self.gates = nn.Linear(...)`` must be what ``self.gates`` reads in
@@ -136,12 +159,15 @@ class Cell(nn.Module):
         Returns the output ``h_t``: ``[B, H]`` and the new state, with the
         same structure, shapes and dtype as ``state``. Return new tensors:
         never modify ``p_t`` or ``state`` in place (autograd needs them).
+        A cell that defines ``forward(p_t, state)`` and no ``step`` has it
+        taken as its ``step``.
 
     ``initial_state(batch, device, dtype) -> state``
         The zero state for a batch: a tensor ``[B, S]`` or a tuple of them
         (``(h, c)`` for an LSTM). It holds no parameters. Optional: the
         default is one zero ``[B, H]`` tensor, or the pair ``(h, c)`` of them
-        when the class sets ``has_cell_state = True``.
+        when the class sets ``has_cell_state = True``. An ``initial_state(batch)``
+        without ``device`` and ``dtype`` works too: its tensors are moved there.
 
     ``scan(p, state) -> (outputs, final_state)`` (optional)
         The whole sequence at once: ``p``: ``[B, T, P]`` -> outputs
@@ -174,6 +200,16 @@ class Cell(nn.Module):
     gates: ClassVar[int] = _Metadata(0)  # type: ignore[assignment]
     has_cell_state: ClassVar[bool] = _Metadata(False)  # type: ignore[assignment]
     fused_projection: ClassVar[bool] = _Metadata(False)  # type: ignore[assignment]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Take the ways newcomers write a cell: ``forward(x, state)`` for ``step``, and an
+        ``initial_state(batch)`` without ``device``/``dtype`` (its state is then moved to them)."""
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and cls.step is Cell.step:
+            cls.step = cls.__dict__["forward"]
+        own = cls.__dict__.get("initial_state")
+        if callable(own) and not _binds(own, None, 1, device=None, dtype=None) and _binds(own, None, 1):
+            cls.initial_state = _placed(own)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Cell:
         """Note the sizes of the constructor call, so that ``super().__init__()`` needs no arguments."""
