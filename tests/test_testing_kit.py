@@ -85,6 +85,30 @@ def test_each_broken_cell_fails_with_its_own_message(cell):
         run_check(cell, check)
 
 
+class RecurrentDropout(TinyCell):
+    """Dropout on the state inside ``step``: random in training, the plain cell in eval mode."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.drop = nn.Dropout(0.3)
+
+    def step(self, p_t, state):
+        return super().step(p_t, self.drop(state))
+
+
+class AlwaysRandom(TinyCell):
+    def step(self, p_t, state):
+        return super().step(p_t + 0.1 * torch.rand_like(p_t), state)
+
+
+def test_a_cell_with_dropout_in_step_is_checked_in_eval_mode_and_told_so():
+    skipped = check_cell(RecurrentDropout)
+    assert any(note.startswith("[train_mode] step draws random numbers in training mode") for note in skipped)
+    assert not any(note.startswith("[train_mode]") for note in check_cell(TinyCell))
+    with pytest.raises(ConformanceError, match=r"\[deterministic\] .*different outputs in eval mode"):
+        check_cell(AlwaysRandom)  # random in eval mode too: a real failure
+
+
 def test_unknown_check_and_bad_options_are_refused():
     with pytest.raises(ValueError, match="the checks are"):
         check_cell("lstm", checks=["speed"])

@@ -11,6 +11,7 @@ Sizes are tiny so that the whole kit runs in seconds on a CPU.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ from seqframe.errors import SeqframeError
 
 ATOL = 1e-5
 PRECHECK = "precheck"
+RANDOM_NOTE = (
+    "step draws random numbers in training mode (dropout?): every check ran the cell in eval mode, and in "
+    "training the cell runs on the step loop (generated kernels would not reproduce torch's random stream)"
+)
 
 
 class ConformanceError(AssertionError):
@@ -60,7 +65,26 @@ class CellUnderTest:
 
     def make(self, seed: int = 0, dtype: torch.dtype = torch.float32) -> Cell:
         torch.manual_seed(seed)
-        return self.cls(self.input_size, self.hidden_size, **self.options).to(dtype)
+        cell = self.cls(self.input_size, self.hidden_size, **self.options).to(dtype)
+        return cell.eval() if self.random_in_training else cell
+
+    @functools.cached_property
+    def random_in_training(self) -> bool:
+        """Whether ``step`` draws random numbers in training mode (dropout inside the recurrence): then
+        every check runs the cell in eval mode, where its equations must be deterministic."""
+        with torch.random.fork_rng(), torch.no_grad():
+            try:
+                torch.manual_seed(0)
+                cell = self.cls(self.input_size, self.hidden_size, **self.options)
+                p_t = cell.project(self.inputs(batch=2, steps=1))[:, 0]
+                state = map_state(torch.randn_like, cell.initial_state(2))
+                outputs = []
+                for seed in (1, 2):
+                    torch.manual_seed(seed)
+                    outputs.append(cell.step(p_t, state)[0])
+                return not torch.equal(*outputs)
+            except Exception:  # noqa: BLE001 - a broken cell: the pre-check says what is wrong with it
+                return False
 
     def layer(self, seed: int = 0, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Recurrent:
         """A one-layer ``Recurrent`` of this cell; ``backend`` defaults to the cell's own ``scan``
@@ -69,7 +93,8 @@ class CellUnderTest:
         torch.manual_seed(seed)
         kwargs.setdefault("cell_options", self.options)
         kwargs.setdefault("backend", "auto" if self.make().has_scan() else "loop")
-        return Recurrent(self.cls, self.input_size, self.hidden_size, **kwargs).to(dtype)
+        layer = Recurrent(self.cls, self.input_size, self.hidden_size, **kwargs).to(dtype)
+        return layer.eval() if self.random_in_training else layer
 
     def twin_layers(self, dtype: torch.dtype = torch.float32, **kwargs: Any) -> tuple:
         """The same weights behind the cell's own path (``auto``, or ``backend=``) and the reference loop."""
@@ -671,6 +696,8 @@ def check_cell(
     except ConformanceError as exc:
         raise ConformanceError(f"the pre-check failed, so no other check ran:\n[{PRECHECK}] {exc}") from None
     failures, skipped = [], []
+    if subject.random_in_training:
+        skipped.append(f"[train_mode] {RANDOM_NOTE}")
     for name in [c for c in checks or CHECKS if c != PRECHECK]:
         try:
             CHECKS[name](subject)
