@@ -201,6 +201,15 @@ def test_a_cell_written_as_forward_with_a_plain_initial_state_is_torch_lstm_in_f
     torch.testing.assert_close(model(x)[0], reference(x)[0], atol=1e-12, rtol=0)
     check_cell(ForwardLSTM)
 
+    class Halved(ForwardLSTM):  # a subclass's own forward is its step, not its parent's
+        def forward(self, x, hidden):
+            return super().forward(0.5 * x, hidden)
+
+    halved, x_t = Halved(5, 6), torch.randn(2, 5)
+    state = halved.initial_state(2)
+    torch.testing.assert_close(halved.step(x_t, state)[0], ForwardLSTM.forward(halved, 0.5 * x_t, state)[0])
+    torch.testing.assert_close(halved(x_t, state)[0], halved.step(x_t, state)[0])
+
 
 def test_a_concatenating_cell_gets_the_loops_gradients_from_the_kernels():
     """The kernels once misread a column slice as dense: its gradients were wrong from the second step back."""

@@ -205,8 +205,16 @@ class Cell(nn.Module):
         """Take the ways newcomers write a cell: ``forward(x, state)`` for ``step``, and an
         ``initial_state(batch)`` without ``device``/``dtype`` (its state is then moved to them)."""
         super().__init_subclass__(**kwargs)
-        if "forward" in cls.__dict__ and cls.step is Cell.step:
-            cls.step = cls.__dict__["forward"]
+        inherited = cls.step is Cell.step or getattr(cls.step, "_seqframe_from_forward", False)
+        if "forward" in cls.__dict__ and "step" not in cls.__dict__ and inherited:
+            forward = cls.__dict__["forward"]
+
+            @functools.wraps(forward)
+            def step(self: Cell, p_t: Tensor, state: State) -> Tuple[Tensor, State]:
+                return forward(self, p_t, state)
+
+            step._seqframe_from_forward = True  # type: ignore[attr-defined]
+            cls.step = step  # type: ignore[method-assign]
         own = cls.__dict__.get("initial_state")
         if callable(own) and not _binds(own, None, 1, device=None, dtype=None) and _binds(own, None, 1):
             cls.initial_state = _placed(own)
@@ -244,6 +252,10 @@ class Cell(nn.Module):
 
     def step(self, p_t: Tensor, state: State) -> Tuple[Tensor, State]:
         raise NotImplementedError(f"cell {self.name!r} must implement step(p_t, state)")
+
+    def forward(self, p_t: Tensor, state: State) -> Tuple[Tensor, State]:
+        """``cell(p_t, state)`` is one ``step``, as an ``nn.Module`` call."""
+        return self.step(p_t, state)
 
     def initial_state(
         self, batch: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None

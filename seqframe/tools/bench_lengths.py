@@ -8,9 +8,9 @@ same run. Each (model, T) runs in a fresh process: the peak resident memory is
 a per-process maximum, so one process can measure only one model. A cell on
 ``auto`` is measured on the path it settles on: its generated kernels, built in
 the background, are waited for after a short warm-up step (a row's ``path``
-says which path ran). The process measures its memory over its first training step (its high-water mark reset
-after imports, model and data, when Linux allows; otherwise ``ru_maxrss`` less
-its value before the step), then times as many more steps as fit in a time
+says which path ran). The process measures its memory over its first training
+step (its high-water mark reset after imports, model and data, when Linux
+allows; otherwise ``ru_maxrss`` less its value before the step), then times as many more steps as fit in a time
 budget (at least one, at most ``repeat``): long sequences of slow cells get
 fewer repetitions, and each row says how many it got.
 
