@@ -18,7 +18,7 @@ import seqframe
 from seqframe.core import generated
 from seqframe.core import inductor_adapter as adapter
 from seqframe.testing.checks import check_cell
-from seqframe.tools.bench_generated import NewcomerLSTM
+from seqframe.tools.bench_generated import NewcomerLSTM, TextbookLSTM
 
 # An LSTM as a newcomer writes it: super().__init__() with no sizes, nn.Linear for both matrices,
 # chunk, no scan (the benchmark times the same class)
@@ -84,22 +84,12 @@ class ForwardLSTM(seqframe.Cell):
         return h, (h, c)
 
 
-class CatLSTM(seqframe.Cell):
-    """The textbook ``W [x; h] + b`` in one Linear called ``gates`` (the name of Cell's metadata too), the
-    state given back as a list: h's gradient is a column slice of one product, not a dense tensor."""
-
-    name = "cat_lstm"
-    has_cell_state = True
-
-    def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+class CatLSTM(TextbookLSTM):
+    """The textbook cell (one Linear named ``gates`` over ``cat([x, h])``: h's gradient is a column slice
+    of one product, not a dense tensor), giving its state back as a list."""
 
     def step(self, x, state):
-        h, c = state
-        i, f, g, o = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
-        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        h = o.sigmoid() * c.tanh()
+        h, (h, c) = super().step(x, state)
         return h, [h, c]
 
 

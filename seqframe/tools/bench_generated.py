@@ -2,7 +2,8 @@
 
 The cells below are what a plugin author who never read the benchmark would
 write: ``super().__init__()`` with no arguments, ``nn.Linear`` for every
-matrix, ``chunk`` on the gates, no ``scan``. Each is timed on its step loop and
+matrix, ``chunk`` on the gates, no ``scan`` (and, for the LSTM, once more as
+the textbook's one Linear over ``cat([x, h])``, without ``project``). Each is timed on its step loop and
 on the generated kernels (what ``backend=auto`` gives it), against torch.nn's
 fused kernel of its family and, where torch has none, against the best
 hand-fused version written here (a whole-sequence ``autograd.Function`` with
@@ -53,6 +54,25 @@ class NewcomerLSTM(seqframe.Cell):
     def initial_state(self, batch, device=None, dtype=None):
         h = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
         return h, h.clone()
+
+
+class TextbookLSTM(seqframe.Cell):
+    """The LSTM of a textbook's ``W [x; h] + b``: one Linear over the concatenation, named ``gates``;
+    no ``project`` (each raw step comes into ``step``) and no ``initial_state`` (``has_cell_state``)."""
+
+    name = "textbook_lstm"
+    has_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.gates = nn.Linear(input_size + hidden_size, 4 * hidden_size)
+
+    def step(self, x: Tensor, state: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        h, c = state
+        i, f, g, o = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
 
 
 class NewcomerMGU(seqframe.Cell):
@@ -190,6 +210,7 @@ class HandMGU(nn.Module):
 
 
 NEWCOMERS = {"lstm": NewcomerLSTM, "gru": NewcomerMGU, "rnn": NewcomerIndRNN}
+TEXTBOOK = {"lstm": (TextbookLSTM,)}  # the same equations written without project, timed beside them
 HAND_FUSED = {"gru": HandMGU, "rnn": HandIndRNN}
 REFERENCES = {
     "lstm": lambda i, h: nn.LSTM(i, h, batch_first=True),
@@ -214,6 +235,8 @@ def generated_table(size_names: Sequence[str], repeat: int, plugins: Sequence[st
             if family in HAND_FUSED:
                 rows.append(Candidate(family, f"{cell.name} hand-fused", HAND_FUSED[family], "hand"))
             rows += [Candidate(family, f"{cell.name} ({b})", _recurrent(cell, b), b) for b in ("loop", "generated")]
+            rows += [Candidate(family, f"{c.name} (generated)", _recurrent(c, "generated"), "generated")
+                     for c in TEXTBOOK.get(family, ())]
             rows += [Candidate("lstm", f"{p} (auto)", _recurrent(p, "generated"), "generated")
                      for p in plugins if family == "lstm"]
             time_candidates(rows, SIZES[size_name], repeat)
