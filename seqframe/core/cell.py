@@ -92,6 +92,9 @@ class _Metadata:
     def __set_name__(self, owner: type, name: str) -> None:
         self.attribute = name
 
+    def __repr__(self) -> str:  # as documentation shows the class attribute: its default
+        return repr(self.default)
+
     def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
         if instance is not None:
             for store in ("_modules", "_parameters", "_buffers"):
